@@ -1,0 +1,29 @@
+"""aura_core: the protocol core of Aura's peer rendezvous and secure channels.
+
+Compiled modules are mandatory: importing the package loads libsodium once (aura_core._sodium)
+and fails with :class:`~aura_core.errors.LibraryError` if it cannot.
+"""
+
+from __future__ import annotations
+
+from . import _sodium  # noqa: F401  (loads libsodium; fails loudly if it cannot)
+from .errors import *  # noqa: F401,F403
+from .errors import __all__ as _errors_all
+from .hashing import ContextKey, Hash32, hash32, kdf
+from .ids import AuthorityId, ContextId
+from .keys import IdentityKey, PublicIdentity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "AuthorityId",
+    "ContextId",
+    "ContextKey",
+    "Hash32",
+    "IdentityKey",
+    "PublicIdentity",
+    "hash32",
+    "kdf",
+    *_errors_all,
+]
