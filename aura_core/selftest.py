@@ -12,13 +12,19 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-__all__ = ["CHECKS", "run"]
+__all__ = ["CHECKS", "GENERATORS", "run"]
 
 Result = tuple[str, bool, str]
 
 # vector set -> "module:function"
 CHECKS: dict[str, str] = {
     "foundation (ids, Hash32, KDF)": "aura_core.vectors_foundation:check",
+}
+
+# vector file (under aura_core/vectors/) -> "module:function" returning its JSON document;
+# ``aura-core vectors`` regenerates them.
+GENERATORS: dict[str, str] = {
+    "foundation.json": "aura_core.vectors_foundation:generate",
 }
 
 
