@@ -1,0 +1,179 @@
+"""Relay node: the sans-I/O core (auth, forwarding rules, budgets, bounds) and the WebSocket server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aura_core import AuthorityId, ContextId, IdentityKey
+from aura_core.errors import AuthorizationError, UsageError
+from aura_core.relay import (
+    ERR_AUTH, MsgType, RelayConfig, RelayCore, auth_transcript, decode_deliver, encode_auth,
+    encode_send, parse_challenge, static_authorizer,
+)
+
+TOKEN = b"relay-token"
+CTX = ContextId(b"\x01" * 16)
+OTHER_CTX = ContextId(b"\x02" * 16)
+A = IdentityKey.from_seed(b"\xa1" * 32)
+B = IdentityKey.from_seed(b"\xb2" * 32)
+C = IdentityKey.from_seed(b"\xc3" * 32)
+
+
+def _core(**cfg):
+    grants = {A.authority_id: [CTX], B.authority_id: [CTX], C.authority_id: [OTHER_CTX]}
+    seen = []
+    core = RelayCore(static_authorizer(grants, TOKEN), config=RelayConfig(**cfg),
+                     observer=lambda ctx, src, dst, size, now: seen.append((ctx, src, dst, size)),
+                     rand=lambda n: bytes(n))
+    return core, seen
+
+
+def _join(core, conn_id, key, now=0.0, token=TOKEN):
+    nonce = parse_challenge(core.connect(conn_id, now))
+    wake, reply = core.receive(conn_id, encode_auth(key, nonce, token), now)
+    return reply
+
+
+def test_auth_welcomes_the_key_holder_only():
+    core, _ = _core()
+    assert _join(core, 1, A) == MsgType.WELCOME.value + bytes(A.authority_id)
+    assert core.authority_of(1) == A.authority_id
+    # wrong token, unknown authority, forged signature: generic refusal
+    assert _join(core, 2, A, token=b"nope")[:2] == MsgType.ERROR.value + bytes([ERR_AUTH])
+    assert _join(core, 3, IdentityKey.from_seed(b"\x09" * 32))[:2] == MsgType.ERROR.value + bytes([ERR_AUTH])
+    nonce = parse_challenge(core.connect(4, 0.0))
+    forged = bytearray(encode_auth(B, nonce, TOKEN))
+    forged[40] ^= 1  # inside the signature
+    assert core.receive(4, bytes(forged), 0.0)[1][:2] == MsgType.ERROR.value + bytes([ERR_AUTH])
+    # an AUTH answering another connection's challenge is useless (nonces differ)
+    core2 = RelayCore(static_authorizer({A.authority_id: [CTX]}, TOKEN), rand=lambda n: b"\x07" * n)
+    nonce2 = parse_challenge(core2.connect(1, 0.0))
+    assert nonce2 != nonce
+    assert core2.receive(1, encode_auth(A, nonce, TOKEN), 0.0)[1][:1] == MsgType.ERROR.value
+    assert core.metrics.auth_failures == 3
+    assert b"authorization failed" in _join(core, 5, A, token=b"x")
+    assert auth_transcript(nonce, A.public.ed25519).startswith(b"aura-relay-auth/1\x01")
+
+
+def test_forwarding_rules_and_counted_drops():
+    core, seen = _core()
+    _join(core, 1, A)
+    _join(core, 2, B)
+    _join(core, 3, C)
+    wake, reply = core.receive(1, encode_send(CTX, B.authority_id, b"hello"), 1.0)
+    assert wake == [2] and reply is None
+    [frame] = core.pop_outgoing(2)
+    assert decode_deliver(frame) == (CTX, A.authority_id, b"hello")
+    assert seen == [(bytes(CTX), bytes(A.authority_id), bytes(B.authority_id), 5)]
+    # destination not connected
+    assert core.receive(1, encode_send(CTX, AuthorityId(b"\x00" * 16), b"x"), 1.0) == ([], None)
+    # sender not authorised in that context
+    assert core.receive(1, encode_send(OTHER_CTX, C.authority_id, b"x"), 1.0) == ([], None)
+    # destination connected but not in the sender's context
+    assert core.receive(1, encode_send(CTX, C.authority_id, b"x"), 1.0) == ([], None)
+    # malformed
+    assert core.receive(1, b"\x10short", 1.0) == ([], None)
+    m = core.metrics
+    assert (m.forwarded, m.drop_unknown_destination, m.drop_unauthorised_context, m.drop_malformed) == (1, 2, 1, 1)
+    assert core.pop_outgoing(3) == [] and core.pop_outgoing(1) == []
+
+
+def test_budget_is_charged_before_forwarding():
+    core, seen = _core(budget_per_epoch=3)
+    _join(core, 1, A)
+    _join(core, 2, B)
+    results = [core.receive(1, encode_send(CTX, B.authority_id, b"%d" % i), 1.0)[0] for i in range(5)]
+    assert results == [[2], [2], [2], [], []]
+    assert core.metrics.drop_budget == 2 and len(core.pop_outgoing(2)) == 3
+    assert core.ledger.budget(CTX, A.authority_id).spent == 3
+    assert len(seen) == 3
+
+
+def test_queue_is_bounded():
+    core, _ = _core(queue_limit=4)
+    _join(core, 1, A)
+    _join(core, 2, B)
+    for i in range(10):
+        core.receive(1, encode_send(CTX, B.authority_id, b"x"), 1.0)
+    assert core.queue_depth(2) == 4 and core.metrics.drop_queue_full == 6
+    # the budget was not charged for dropped frames
+    assert core.ledger.budget(CTX, A.authority_id).spent == 4
+
+
+def test_flood_protection_token_bucket():
+    core, _ = _core(rate=10.0, burst=5.0)
+    _join(core, 1, A, now=0.0)
+    _join(core, 2, B, now=0.0)
+    sent = sum(bool(core.receive(1, encode_send(CTX, B.authority_id, b"x"), 0.0)[0]) for _ in range(20))
+    assert sent == 5 and core.metrics.drop_rate_limited == 15
+    core.pop_outgoing(2, 100)
+    # one second later, ten more tokens (capped at the burst of five)
+    sent = sum(bool(core.receive(1, encode_send(CTX, B.authority_id, b"x"), 1.0)[0]) for _ in range(20))
+    assert sent == 5
+
+
+def test_oversize_frames_dropped_and_auth_timeout():
+    core, _ = _core(max_frame=100, auth_timeout=2.0)
+    _join(core, 1, A)
+    _join(core, 2, B)
+    assert core.receive(1, encode_send(CTX, B.authority_id, b"x" * 200), 1.0) == ([], None)
+    assert core.metrics.drop_oversize == 1
+    core.connect(9, 10.0)
+    assert core.next_deadline() == 12.0
+    assert core.expired(11.0) == [] and core.expired(12.5) == [9]
+    with pytest.raises(UsageError):
+        core.connect(9, 10.0)
+    with pytest.raises(UsageError):
+        core.receive(99, b"", 0.0)
+
+
+def test_newest_connection_of_an_authority_wins():
+    core, _ = _core()
+    _join(core, 1, A)
+    _join(core, 2, B)
+    _join(core, 3, A)
+    assert core.superseded() == [1]
+    core.receive(2, encode_send(CTX, A.authority_id, b"to-new"), 1.0)
+    assert core.pop_outgoing(3) and not core.pop_outgoing(1)
+    core.disconnect(1)
+    assert core.authority_of(3) == A.authority_id and core.metrics.authenticated == 2
+
+
+def test_capacity_limit():
+    core, _ = _core(max_clients=1)
+    core.connect(1, 0.0)
+    assert core.connect(2, 0.0)[:1] == MsgType.ERROR.value
+
+
+# -- over real WebSockets on loopback -----------------------------------------------------------
+
+async def _roundtrip(n: int):
+    from aura_core.asyncio.relay import RelayClient, RelayServer
+    core, _ = _core()
+    server = await RelayServer(core, metrics_port=0).start()
+    try:
+        a = await RelayClient.connect(server.url, A, TOKEN)
+        b = await RelayClient.connect(server.url, B, TOKEN)
+        await a.send_many(CTX, B.authority_id, [i.to_bytes(4, "big") for i in range(n)])
+        got = [await asyncio.wait_for(b.recv(), 10) for _ in range(n)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.metrics_port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        metrics = (await reader.read()).decode()
+        writer.close()
+        with pytest.raises(AuthorizationError):
+            await RelayClient.connect(server.url, A, b"wrong-token")
+        await a.close()
+        await b.close()
+        return got, metrics
+    finally:
+        await server.close()
+
+
+def test_websocket_relay_delivers_in_order_and_exports_metrics():
+    got, metrics = asyncio.run(_roundtrip(1000))
+    assert [p for _, _, p in got] == [i.to_bytes(4, "big") for i in range(1000)]
+    assert all(src == A.authority_id and ctx == CTX for ctx, src, _ in got)
+    assert "aura_relay_forwarded_total 1000" in metrics
+    assert "aura_relay_auth_failures_total" in metrics
