@@ -1,0 +1,131 @@
+/* aura_punch.h — authenticated UDP punch packets and the punch loop (docs/wire.md "Punch packets").
+ *
+ * A punch packet is a STUN Binding *indication* (never answered by STUN agents; first byte 0x00,
+ * magic cookie 0x2112A442, so it cannot be mistaken for QUIC on a shared socket) carrying one
+ * comprehension-optional private attribute AURA-PUNCH (0xC0A5):
+ *
+ *   0   type 0x0011 | length 0x0038 | cookie 0x2112A442 | txid = "AURA" || seq (u64 BE)
+ *   20  attr type 0xC0A5 | attr length 0x0034
+ *   24  version 0x01 | flags | reserved 0x0000 | sender id (16) | receiver id (16)
+ *   60  tag (16) = BLAKE2b-128(key = receiver's punch key, data = bytes 0..59)
+ *   76  end
+ *
+ * A packet is always tagged under the *receiver's* punch key (derived from the receiver's
+ * descriptor punch_nonce), so one engine validates every incoming punch with its own key and
+ * drops forged, misaddressed and replayed ones here, before Python sees them.
+ *
+ * Plain C, no Python.h: fuzzed and sanitized on its own.
+ */
+#ifndef AURA_PUNCH_H
+#define AURA_PUNCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define AURA_PUNCH_LEN 76
+#define AURA_PUNCH_ID_LEN 16
+#define AURA_PUNCH_KEY_LEN 32
+#define AURA_PUNCH_TAG_LEN 16
+#define AURA_PUNCH_TAG_OFF 60
+#define AURA_PUNCH_ATTR 0xC0A5u
+#define AURA_PUNCH_VERSION 1
+#define AURA_PUNCH_FLAG_ACK 0x01u
+#define AURA_PUNCH_FLAGS_KNOWN 0x01u
+#define AURA_PUNCH_REPLAY_BITS 64
+
+/* Verdicts of aura_punch_check (also the counters' indexes). */
+enum {
+    AURA_PUNCH_OK = 0,
+    AURA_PUNCH_NOT_PUNCH = 1,      /* not a punch packet at all (STUN, QUIC, noise) */
+    AURA_PUNCH_MALFORMED = 2,      /* punch-shaped but a field is wrong */
+    AURA_PUNCH_WRONG_RECEIVER = 3, /* addressed to another authority */
+    AURA_PUNCH_BAD_TAG = 4,        /* forged or corrupted */
+    AURA_PUNCH_UNKNOWN_SENDER = 5, /* valid tag but the sender is not one we punch with */
+    AURA_PUNCH_REPLAYED = 6,       /* sequence already seen or too old */
+    AURA_PUNCH_NVERDICTS = 7
+};
+
+/* Error codes of the loop functions (negative). */
+#define AURA_PUNCH_EARG (-1)
+#define AURA_PUNCH_ESYS (-2)
+
+typedef struct aura_punch_fields {
+    uint64_t seq;
+    uint8_t flags;
+    uint8_t sender[AURA_PUNCH_ID_LEN];
+    uint8_t receiver[AURA_PUNCH_ID_LEN];
+} aura_punch_fields;
+
+/* Build one packet into out[AURA_PUNCH_LEN]. */
+void aura_punch_build(uint8_t *out, const uint8_t *key, const uint8_t *sender,
+                      const uint8_t *receiver, uint64_t seq, uint8_t flags);
+
+/* Structural parse (no tag check).  Returns AURA_PUNCH_OK, NOT_PUNCH or MALFORMED. */
+int aura_punch_parse(const uint8_t *pkt, size_t len, aura_punch_fields *f);
+
+/* Parse + receiver check + tag check under key.  Returns a verdict; fills f when OK. */
+int aura_punch_check(const uint8_t *pkt, size_t len, const uint8_t *key, const uint8_t *local_id,
+                     aura_punch_fields *f);
+
+/* One remote authority we punch with. */
+typedef struct aura_punch_peer {
+    uint8_t id[AURA_PUNCH_ID_LEN];
+    uint8_t tx_key[AURA_PUNCH_KEY_LEN]; /* that peer's punch key: tags what we send it */
+    uint64_t tx_seq;                    /* next sequence number we send it */
+    uint64_t rx_top;                    /* highest sequence accepted from it */
+    uint64_t rx_window;                 /* bit i set: rx_top - i accepted */
+    uint8_t rx_seen;
+} aura_punch_peer;
+
+/* One (address, peer) candidate pair. */
+typedef struct aura_punch_target {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t peer;
+} aura_punch_target;
+
+/* An accepted punch: who, which sequence, and the address it actually came from. */
+typedef struct aura_punch_event {
+    uint32_t peer;
+    uint8_t flags;
+    uint64_t seq;
+    struct sockaddr_storage from;
+    socklen_t fromlen;
+    int64_t elapsed_ns; /* since the call started */
+} aura_punch_event;
+
+typedef struct aura_punch_engine {
+    uint8_t local_id[AURA_PUNCH_ID_LEN];
+    uint8_t rx_key[AURA_PUNCH_KEY_LEN];
+    aura_punch_peer *peers; /* sorted by id (binary search on receive) */
+    size_t npeers;
+    aura_punch_target *targets;
+    size_t ntargets;
+    uint64_t counts[AURA_PUNCH_NVERDICTS];
+    uint64_t sent, send_errors, acks_sent, datagrams;
+    int auto_ack; /* answer every accepted non-ack punch with an ack to its source */
+} aura_punch_engine;
+
+/* Index of the peer with this id, or -1. */
+long aura_punch_find_peer(const aura_punch_engine *e, const uint8_t *id);
+
+/* Validate one datagram against the engine (check + sender lookup + replay window). */
+int aura_punch_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len, aura_punch_fields *f,
+                      long *peer);
+
+/* One burst: a packet to every target, sendmmsg in batches.  Returns packets sent or < 0. */
+long aura_punch_send_burst(aura_punch_engine *e, int fd, uint8_t flags);
+
+/* The punch loop: every interval_ns send a burst (if send), otherwise poll + recvmmsg + validate
+ * until timeout_ns elapses or stop_after events were accepted.  Returns number of events or < 0.
+ * Non-punch datagrams read from the socket are counted (NOT_PUNCH) and dropped. */
+long aura_punch_run(aura_punch_engine *e, int fd, int send, int64_t interval_ns, int64_t timeout_ns,
+                    size_t stop_after, aura_punch_event *events, size_t max_events);
+
+/* Benchmark baselines: the plain C loops (the "limit"). */
+long aura_punch_bench_sendmmsg(int fd, const struct sockaddr_storage *to, socklen_t tolen,
+                               size_t pkt_len, size_t count);
+long aura_punch_bench_recvmmsg(int fd, size_t pkt_len, size_t count, int64_t timeout_ns);
+
+#endif
