@@ -19,6 +19,8 @@ Result = tuple[str, bool, str]
 # vector set -> "module:function"
 CHECKS: dict[str, str] = {
     "foundation (ids, Hash32, KDF)": "aura_core.vectors_foundation:check",
+    "stun (RFC 5769)": "aura_core.vectors_stun:check",
+    "dagcbor (IPLD codec fixtures, negatives)": "aura_core.vectors_dagcbor:check",
 }
 
 # vector file (under aura_core/vectors/) -> "module:function" returning its JSON document;

@@ -1,0 +1,782 @@
+# _dagcbor.pyx — the Python-object walkers of the strict DAG-CBOR codec (SPEC §3.3).
+#
+# Owns: the encoder over dict/list/tuple/int/bytes/bytearray/memoryview/str/bool/None/float/CID,
+# the streaming digest (the same walker writing into a small buffer flushed into a hash), and the
+# decoder building Python objects.  Byte-level work (heads, UTF-8, CID checks, SHA-256, hash sink)
+# is plain C in csrc/dagcbor/; the public façade is aura_core/dagcbor.py.
+#
+# Theory of operation.  One encoder state (_Enc) is reused across calls (its buffer survives, so a
+# call allocates nothing but the result); a re-entrant call (from another thread, or a __bytes__
+# of a CID subclass) gets a fresh one.  Every Python object the walker holds is referenced, so
+# nothing it reads can be freed under it even if Python code runs.  Errors: the innermost level
+# raises _EncFail(message); each container on the way out appends its index/key to the state's
+# path and the entry point turns it into EncodeError(message, path="$.a[3].b").  The decoder is a
+# single recursive pass; every check that makes the input canonical is done as the bytes are read,
+# and each failure raises a DecodeError subclass carrying the offset of the offending head.
+
+from libc.stdint cimport uint8_t, uint64_t, int64_t, uint32_t
+from libc.string cimport memcpy, memcmp
+from libc.stdlib cimport malloc, realloc, free
+from libc.math cimport isfinite
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.list cimport PyList_New, PyList_GET_SIZE, PyList_GET_ITEM, PyList_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
+from cpython.dict cimport PyDict_New, PyDict_SetItem, PyDict_Next, PyDict_Size
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
+from cpython.long cimport PyLong_FromUnsignedLongLong, PyLong_FromLongLong
+
+from aura_core._sodium_api cimport import_sodium
+
+import_sodium()
+
+from aura_core.cid import CID as _CID_PY
+from aura_core.errors import (DecodeError, EncodeError, InvalidValue, NonCanonicalError,
+                              TruncatedError, UnsupportedError)
+
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+    unsigned long long PyLong_AsUnsignedLongLong(object o) except? <unsigned long long>-1
+    const char *PyUnicode_AsUTF8AndSize(object o, Py_ssize_t *size) except NULL
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+    void PyUnicode_InternInPlace(PyObject **p)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    void *PyUnicode_DATA(object o)
+    bint PyLong_Check(object o)
+    bint PyUnicode_Check(object o)
+    bint PyBytes_Check(object o)
+    bint PyDict_Check(object o)
+    bint PyList_Check(object o)
+    bint PyTuple_Check(object o)
+    bint PyFloat_Check(object o)
+
+cdef extern from "dagcbor.h" nogil:
+    enum:
+        AURA_DC_MAX_DEPTH
+        AURA_DC_OK
+        AURA_DC_TRUNCATED
+        AURA_DC_NONMINIMAL
+        AURA_DC_INDEFINITE
+        AURA_DC_RESERVED
+        AURA_DC_BAD_CID
+        AURA_DC_HASH_SHA256
+        AURA_DC_HASH_BLAKE2B256
+    ctypedef struct aura_dc_sink:
+        uint64_t total
+    int aura_dc_read_head(const uint8_t *p, size_t n, size_t *pos, unsigned *major,
+                          unsigned *info, uint64_t *val)
+    size_t aura_dc_write_head(uint8_t *p, unsigned mt, uint64_t v)
+    size_t aura_dc_write_float(uint8_t *p, double d)
+    double aura_dc_bits_to_double(uint64_t bits)
+    int aura_dc_bits_finite(uint64_t bits)
+    int aura_dc_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+    size_t aura_dc_utf8_invalid_at(const uint8_t *p, size_t n)
+    int aura_dc_is_ascii(const uint8_t *p, size_t n)
+    int aura_dc_cid_check(const uint8_t *p, size_t n, size_t *bad)
+    int aura_dc_cid_check_raw(const uint8_t *p, size_t n, size_t *bad)
+    int aura_dc_sink_init(aura_dc_sink *s, int alg)
+    void aura_dc_sink_update(aura_dc_sink *s, const uint8_t *p, size_t n)
+    void aura_dc_sink_final(aura_dc_sink *s, uint8_t *out)
+    ctypedef struct aura_sha256:
+        uint64_t total
+    void aura_sha256_init(aura_sha256 *s)
+    void aura_sha256_update(aura_sha256 *s, const uint8_t *p, size_t n)
+    void aura_sha256_final(aura_sha256 *s, uint8_t *out)
+    const char *aura_sha256_impl()
+    int aura_sha256_force_portable(int on)
+
+MAX_DEPTH = AURA_DC_MAX_DEPTH
+
+cdef object _CID_TYPE = _CID_PY
+cdef object _CID_FROM_RAW = _CID_PY._from_raw
+
+# Scratch buffer: its starting size, the size above which it is given back after a call, the
+# payload size from which digest() hashes a byte/text payload in place instead of copying it,
+# and the size from which that hashing runs without the GIL.
+cdef enum:
+    SCRATCH = 16384
+    KEEP_MAX = 1 << 20
+    DIRECT_MIN = 4096
+    NOGIL_MIN = 1 << 16
+    STACK_KV = 32
+
+
+class _EncFail(Exception):
+    """Internal: carries an encode failure outward while the path is collected."""
+
+
+cdef struct KV:
+    PyObject *k
+    PyObject *v
+    const char *kp
+    Py_ssize_t kl
+
+
+cdef class _Enc:
+    cdef uint8_t *buf
+    cdef size_t len
+    cdef size_t cap
+    cdef bint sinking
+    cdef bint busy
+    cdef aura_dc_sink sink
+    cdef list path
+
+    def __cinit__(self):
+        self.buf = <uint8_t *> malloc(SCRATCH)
+        if self.buf == NULL:
+            raise MemoryError()
+        self.cap = SCRATCH
+        self.len = 0
+        self.sinking = False
+        self.busy = False
+        self.path = []
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef int reset(self) except -1:
+        self.len = 0
+        self.sinking = False
+        if self.path:
+            self.path = []
+        if self.cap > KEEP_MAX:
+            free(self.buf)
+            self.buf = <uint8_t *> malloc(SCRATCH)
+            self.cap = SCRATCH if self.buf != NULL else 0
+            if self.buf == NULL:
+                raise MemoryError()
+        return 0
+
+    cdef int flush(self) except -1:
+        if self.len:
+            aura_dc_sink_update(&self.sink, self.buf, self.len)
+            self.len = 0
+        return 0
+
+    cdef int grow(self, size_t need) except -1:
+        # Called when `need` more bytes do not fit: a digest flushes, an encode doubles.
+        cdef size_t newcap
+        cdef uint8_t *nb
+        if self.sinking:
+            self.flush()
+            if need <= self.cap:
+                return 0
+        newcap = self.cap * 2
+        while newcap < self.len + need:
+            newcap *= 2
+        nb = <uint8_t *> realloc(self.buf, newcap)
+        if nb == NULL:
+            raise MemoryError()
+        self.buf = nb
+        self.cap = newcap
+        return 0
+
+    cdef inline int head(self, unsigned mt, uint64_t v) except -1:
+        if self.len + 9 > self.cap:
+            self.grow(9)
+        self.len += aura_dc_write_head(self.buf + self.len, mt, v)
+        return 0
+
+    cdef int payload(self, const uint8_t *p, size_t n) except -1:
+        # Large payloads of a digest go straight into the hash (the caller holds the object).
+        if self.sinking and n >= DIRECT_MIN:
+            self.flush()
+            if n >= NOGIL_MIN:
+                with nogil:
+                    aura_dc_sink_update(&self.sink, p, n)
+            else:
+                aura_dc_sink_update(&self.sink, p, n)
+            return 0
+        if self.len + n > self.cap:
+            self.grow(n)
+        memcpy(self.buf + self.len, p, n)
+        self.len += n
+        return 0
+
+
+cdef _Enc _ENC = _Enc()
+
+
+cdef inline _Enc _acquire():
+    cdef _Enc e = _ENC
+    if e.busy:
+        e = _Enc()
+    e.busy = True
+    return e
+
+
+cdef inline void _release(_Enc e):
+    e.busy = False
+    try:
+        e.reset()
+    except MemoryError:
+        pass
+
+
+cdef str _path_text(list segs):
+    cdef list out = ["$"]
+    for s in reversed(segs):
+        if isinstance(s, int):
+            out.append(f"[{s}]")
+        elif isinstance(s, str) and s.isidentifier():
+            out.append(f".{s}")
+        else:
+            out.append(f"[{s!r}]")
+    return "".join(out)
+
+
+cdef int _enc_str(_Enc e, object o) except -1:
+    cdef Py_ssize_t n
+    cdef const char *s
+    try:
+        s = PyUnicode_AsUTF8AndSize(o, &n)
+    except UnicodeError:
+        raise _EncFail("string is not valid Unicode (lone surrogate)") from None
+    e.head(3, <uint64_t> n)
+    e.payload(<const uint8_t *> s, <size_t> n)
+    return 0
+
+
+cdef int _enc_int(_Enc e, object o) except -1:
+    cdef int overflow = 0
+    cdef long long v = PyLong_AsLongLongAndOverflow(o, &overflow)
+    cdef unsigned long long u
+    if overflow == 0:
+        if v >= 0:
+            e.head(0, <uint64_t> v)
+        else:
+            e.head(1, <uint64_t> (-(v + 1)))
+        return 0
+    try:
+        if overflow > 0:
+            u = PyLong_AsUnsignedLongLong(o)
+            e.head(0, u)
+        else:
+            u = PyLong_AsUnsignedLongLong(-1 - o)
+            e.head(1, u)
+    except OverflowError:
+        raise _EncFail("integer outside -2**64 .. 2**64-1") from None
+    return 0
+
+
+cdef int _enc_buffer(_Enc e, object o) except -1:
+    cdef Py_buffer view
+    try:
+        PyObject_GetBuffer(o, &view, PyBUF_SIMPLE)
+    except (BufferError, TypeError) as exc:
+        raise _EncFail(f"byte buffer not contiguous: {exc}") from None
+    try:
+        e.head(2, <uint64_t> view.len)
+        e.payload(<const uint8_t *> view.buf, <size_t> view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return 0
+
+
+cdef int _enc_cid(_Enc e, object o) except -1:
+    cdef bytes raw
+    if type(o) is _CID_TYPE:
+        raw = (<object> o)._raw
+    else:
+        raw = bytes(o)
+    if type(raw) is not bytes:
+        raise _EncFail("CID without a binary form")
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
+    e.head(6, 42)
+    e.head(2, <uint64_t> (n + 1))
+    if e.len + 1 > e.cap:
+        e.grow(1)
+    e.buf[e.len] = 0
+    e.len += 1
+    e.payload(<const uint8_t *> PyBytes_AS_STRING(raw), <size_t> n)
+    return 0
+
+
+cdef int _enc_list(_Enc e, object o, int depth) except -1:
+    cdef Py_ssize_t n = PyList_GET_SIZE(o)
+    cdef Py_ssize_t i = 0
+    cdef object item
+    e.head(4, <uint64_t> n)
+    try:
+        while i < n:
+            if PyList_GET_SIZE(o) != n:
+                raise _EncFail("list changed size during encoding")
+            item = <object> PyList_GET_ITEM(o, i)
+            _enc(e, item, depth)
+            i += 1
+    except _EncFail:
+        e.path.append(i)
+        raise
+    return 0
+
+
+cdef int _enc_tuple(_Enc e, object o, int depth) except -1:
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(o)
+    cdef Py_ssize_t i = 0
+    e.head(4, <uint64_t> n)
+    try:
+        while i < n:
+            _enc(e, <object> PyTuple_GET_ITEM(o, i), depth)
+            i += 1
+    except _EncFail:
+        e.path.append(i)
+        raise
+    return 0
+
+
+cdef int _enc_dict(_Enc e, object o, int depth) except -1:
+    cdef Py_ssize_t n = PyDict_Size(o)
+    cdef KV stack_kv[STACK_KV]
+    cdef KV *kv = stack_kv
+    cdef KV cur
+    cdef Py_ssize_t pos = 0, i = 0, j, done = 0, idx = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef int c
+    cdef bint dup = False
+    cdef bint values = False
+    if n == 0:
+        e.head(5, 0)
+        return 0
+    if n > STACK_KV:
+        kv = <KV *> malloc(<size_t> n * sizeof(KV))
+        if kv == NULL:
+            raise MemoryError()
+    try:
+        # Collect (key, value, utf8) with references held; insertion-sort into canonical order
+        # (length first, then bytewise): maps are small and often nearly sorted.
+        while i < n and PyDict_Next(o, &pos, &k, &v):
+            if not PyUnicode_Check(<object> k):
+                raise _EncFail(f"map key must be str, not {type(<object> k).__name__}")
+            try:
+                cur.kp = PyUnicode_AsUTF8AndSize(<object> k, &cur.kl)
+            except UnicodeError:
+                e.path.append(<object> k)
+                raise _EncFail("map key is not valid Unicode (lone surrogate)") from None
+            cur.k = k
+            cur.v = v
+            Py_INCREF(<object> k)
+            Py_INCREF(<object> v)
+            j = i
+            while j > 0:
+                c = aura_dc_key_cmp(<const uint8_t *> kv[j - 1].kp, <size_t> kv[j - 1].kl,
+                                    <const uint8_t *> cur.kp, <size_t> cur.kl)
+                if c <= 0:
+                    if c == 0:
+                        dup = True
+                    break
+                kv[j] = kv[j - 1]
+                j -= 1
+            kv[j] = cur
+            i += 1
+            done = i
+        if done != n or PyDict_Size(o) != n:
+            raise _EncFail("dict changed size during encoding")
+        if dup:
+            raise _EncFail("duplicate map key (str subclasses comparing unequal)")
+        e.head(5, <uint64_t> n)
+        idx = 0
+        values = True
+        while idx < n:
+            e.head(3, <uint64_t> kv[idx].kl)
+            e.payload(<const uint8_t *> kv[idx].kp, <size_t> kv[idx].kl)
+            _enc(e, <object> kv[idx].v, depth)
+            idx += 1
+    except _EncFail:
+        if values:
+            e.path.append(<object> kv[idx].k)
+        for j in range(done):
+            Py_DECREF(<object> kv[j].k)
+            Py_DECREF(<object> kv[j].v)
+        if kv != stack_kv:
+            free(kv)
+        raise
+    except BaseException:
+        for j in range(done):
+            Py_DECREF(<object> kv[j].k)
+            Py_DECREF(<object> kv[j].v)
+        if kv != stack_kv:
+            free(kv)
+        raise
+    for j in range(done):
+        Py_DECREF(<object> kv[j].k)
+        Py_DECREF(<object> kv[j].v)
+    if kv != stack_kv:
+        free(kv)
+    return 0
+
+
+cdef int _enc(_Enc e, object o, int depth) except -1:
+    cdef type t = type(o)
+    cdef double d
+    # Exact types first (the common case), subclasses after.
+    if t is str:
+        return _enc_str(e, o)
+    if t is int:
+        return _enc_int(e, o)
+    if t is bytes:
+        e.head(2, <uint64_t> PyBytes_GET_SIZE(o))
+        return e.payload(<const uint8_t *> PyBytes_AS_STRING(o), <size_t> PyBytes_GET_SIZE(o))
+    if t is dict:
+        if depth >= AURA_DC_MAX_DEPTH:
+            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        return _enc_dict(e, o, depth + 1)
+    if t is list:
+        if depth >= AURA_DC_MAX_DEPTH:
+            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        return _enc_list(e, o, depth + 1)
+    if o is True or o is False or o is None:
+        if e.len + 1 > e.cap:
+            e.grow(1)
+        e.buf[e.len] = 0xf5 if o is True else (0xf4 if o is False else 0xf6)
+        e.len += 1
+        return 0
+    if t is float or PyFloat_Check(o):
+        d = PyFloat_AS_DOUBLE(o)
+        if not isfinite(d):
+            raise _EncFail("NaN and Infinity are outside the data model")
+        if e.len + 9 > e.cap:
+            e.grow(9)
+        e.len += aura_dc_write_float(e.buf + e.len, d)
+        return 0
+    if t is tuple:
+        if depth >= AURA_DC_MAX_DEPTH:
+            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        return _enc_tuple(e, o, depth + 1)
+    if t is _CID_TYPE or isinstance(o, _CID_TYPE):
+        return _enc_cid(e, o)
+    if t is bytearray or t is memoryview:
+        return _enc_buffer(e, o)
+    if PyUnicode_Check(o):
+        return _enc_str(e, o)
+    if PyLong_Check(o):
+        return _enc_int(e, o)
+    if PyBytes_Check(o) or isinstance(o, (bytearray, memoryview)):
+        return _enc_buffer(e, o)
+    if PyDict_Check(o) or PyList_Check(o) or PyTuple_Check(o):
+        if depth >= AURA_DC_MAX_DEPTH:
+            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        if PyDict_Check(o):
+            return _enc_dict(e, o, depth + 1)
+        if PyList_Check(o):
+            return _enc_list(e, o, depth + 1)
+        return _enc_tuple(e, o, depth + 1)
+    raise _EncFail(f"{t.__name__} is outside the DAG-CBOR data model")
+
+
+cdef int _run(_Enc e, object obj) except -1:
+    try:
+        _enc(e, obj, 0)
+    except _EncFail as exc:
+        raise EncodeError(str(exc), _path_text(e.path)) from None
+    return 0
+
+
+def encode(obj):
+    """The canonical DAG-CBOR encoding of ``obj`` (bytes)."""
+    cdef _Enc e = _acquire()
+    try:
+        _run(e, obj)
+        return PyBytes_FromStringAndSize(<const char *> e.buf, <Py_ssize_t> e.len)
+    finally:
+        _release(e)
+
+
+def encode_into(obj, buffer, Py_ssize_t offset=0):
+    """Encode ``obj`` into ``buffer`` at ``offset``; returns the number of bytes written.
+
+    A ``bytearray`` is resized to exactly ``offset + n``; any other writable buffer must be
+    large enough (InvalidValue otherwise, nothing written).
+    """
+    cdef _Enc e
+    cdef Py_buffer view
+    cdef Py_ssize_t n
+    if offset < 0:
+        raise InvalidValue("offset must be >= 0")
+    e = _acquire()
+    try:
+        _run(e, obj)
+        n = <Py_ssize_t> e.len
+        if type(buffer) is bytearray:
+            if offset > len(buffer):
+                raise InvalidValue("offset beyond the end of the buffer")
+            buffer[offset:] = PyBytes_FromStringAndSize(<const char *> e.buf, n)
+            return n
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+        try:
+            if offset + n > view.len:
+                raise InvalidValue(f"buffer too small: need {offset + n} bytes, have {view.len}")
+            memcpy(<uint8_t *> view.buf + offset, e.buf, <size_t> n)
+        finally:
+            PyBuffer_Release(&view)
+        return n
+    finally:
+        _release(e)
+
+
+cdef int _hash_alg(str name) except -1:
+    if name == "sha2-256":
+        return AURA_DC_HASH_SHA256
+    if name == "blake2b-256":
+        return AURA_DC_HASH_BLAKE2B256
+    raise InvalidValue(f"unsupported hash {name!r} (sha2-256, blake2b-256)")
+
+
+cdef bytes _digest(object obj, int alg):
+    cdef _Enc e = _acquire()
+    cdef uint8_t out[32]
+    try:
+        aura_dc_sink_init(&e.sink, alg)
+        e.sinking = True
+        _run(e, obj)
+        e.flush()
+        aura_dc_sink_final(&e.sink, out)
+        return PyBytes_FromStringAndSize(<const char *> out, 32)
+    finally:
+        _release(e)
+
+
+def digest(obj, str hash="sha2-256"):
+    """Hash of ``encode(obj)`` computed while encoding, in bounded memory."""
+    return _digest(obj, _hash_alg(hash))
+
+
+cdef bytes _CID_SHA256_PREFIX = b"\x01\x71\x12\x20"
+cdef bytes _CID_BLAKE2B_PREFIX = b"\x01\x71\xa0\xe4\x02\x20"
+
+
+def cid(obj, str hash="sha2-256"):
+    """CIDv1 (codec dag-cbor 0x71) of ``encode(obj)``, hashed while encoding."""
+    cdef int alg = _hash_alg(hash)
+    cdef bytes d = _digest(obj, alg)
+    if alg == AURA_DC_HASH_SHA256:
+        return _CID_FROM_RAW(_CID_SHA256_PREFIX + d)
+    return _CID_FROM_RAW(_CID_BLAKE2B_PREFIX + d)
+
+
+# ---- decoder -------------------------------------------------------------------------------
+
+# Interned map keys: short ASCII keys recur across records, and a shared, interned str with its
+# hash cached makes both PyDict_SetItem and the caller's later lookups cheaper.
+cdef enum:
+    KEY_CACHE = 1024
+    KEY_CACHE_MAXLEN = 32
+cdef PyObject *_key_cache[KEY_CACHE]
+
+
+cdef inline object _key(const uint8_t *p, size_t n, size_t at):
+    cdef uint32_t h
+    cdef size_t i
+    cdef PyObject *hit
+    cdef object s
+    cdef PyObject *raw
+    if n <= KEY_CACHE_MAXLEN:
+        h = 2166136261u ^ <uint32_t> n
+        for i in range(n):
+            h = (h ^ p[i]) * 16777619u
+        h = (h ^ (h >> 15)) & (KEY_CACHE - 1)
+        hit = _key_cache[h]
+        if hit != NULL and <size_t> PyUnicode_GET_LENGTH(<object> hit) == n and \
+                memcmp(PyUnicode_DATA(<object> hit), p, n) == 0:
+            return <object> hit
+        if aura_dc_is_ascii(p, n):
+            s = PyUnicode_DecodeASCII(<const char *> p, <Py_ssize_t> n, NULL)
+            raw = <PyObject *> s
+            Py_INCREF(s)                    # this reference goes to the cache
+            PyUnicode_InternInPlace(&raw)   # may swap raw for the interned twin (ref moved)
+            s = <object> raw
+            Py_XDECREF(_key_cache[h])
+            _key_cache[h] = raw
+            return s
+    return _text(p, n, at)
+
+
+cdef object _text(const uint8_t *p, size_t n, size_t at):
+    try:
+        return PyUnicode_DecodeUTF8(<const char *> p, <Py_ssize_t> n, NULL)
+    except UnicodeDecodeError:
+        pass
+    raise UnsupportedError("invalid UTF-8 in text string", at + aura_dc_utf8_invalid_at(p, n))
+
+
+cdef int _head_error(int rc, size_t at) except -1:
+    if rc == AURA_DC_TRUNCATED:
+        raise TruncatedError("input ends inside an item head", at)
+    if rc == AURA_DC_NONMINIMAL:
+        raise NonCanonicalError("integer/length/tag head not in its shortest form", at)
+    if rc == AURA_DC_INDEFINITE:
+        raise NonCanonicalError("indefinite-length item or break", at)
+    raise UnsupportedError("reserved additional information (28..30)", at)
+
+
+cdef object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
+    cdef size_t start = pos[0]
+    cdef size_t at, kstart, i, bad = 0
+    cdef unsigned mt = 0, ai = 0, kmt = 0, kai = 0
+    cdef uint64_t v = 0, kl = 0
+    cdef int rc, c
+    cdef const uint8_t *prev = NULL
+    cdef size_t prevl = 0
+    cdef object lst, d, key, val, item
+    cdef double f
+    rc = aura_dc_read_head(p, n, pos, &mt, &ai, &v)
+    if rc:
+        _head_error(rc, start)
+    at = pos[0]
+    if mt == 0:
+        return PyLong_FromUnsignedLongLong(v)
+    if mt == 3:
+        if v > n - at:
+            raise TruncatedError("text string runs past the end of the input", start)
+        pos[0] = at + <size_t> v
+        return _text(p + at, <size_t> v, at)
+    if mt == 2:
+        if v > n - at:
+            raise TruncatedError("byte string runs past the end of the input", start)
+        pos[0] = at + <size_t> v
+        return PyBytes_FromStringAndSize(<const char *> p + at, <Py_ssize_t> v)
+    if mt == 5:
+        if depth >= AURA_DC_MAX_DEPTH:
+            raise UnsupportedError(f"nesting deeper than {AURA_DC_MAX_DEPTH}", start)
+        if v > (n - at) // 2:
+            raise TruncatedError("map has more entries than the input has bytes", start)
+        d = PyDict_New()
+        for i in range(<size_t> v):
+            kstart = pos[0]
+            rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl)
+            if rc:
+                _head_error(rc, kstart)
+            if kmt != 3:
+                raise UnsupportedError("map key is not a text string", kstart)
+            at = pos[0]
+            if kl > n - at:
+                raise TruncatedError("map key runs past the end of the input", kstart)
+            if i:
+                c = aura_dc_key_cmp(prev, prevl, p + at, <size_t> kl)
+                if c >= 0:
+                    if c == 0:
+                        raise NonCanonicalError("duplicate map key", kstart)
+                    raise NonCanonicalError("map keys not in canonical order "
+                                            "(length, then bytewise)", kstart)
+            prev = p + at
+            prevl = <size_t> kl
+            key = _key(p + at, <size_t> kl, at)
+            pos[0] = at + <size_t> kl
+            val = _dec(p, n, pos, depth + 1)
+            PyDict_SetItem(d, key, val)
+        return d
+    if mt == 4:
+        if depth >= AURA_DC_MAX_DEPTH:
+            raise UnsupportedError(f"nesting deeper than {AURA_DC_MAX_DEPTH}", start)
+        if v > n - at:
+            raise TruncatedError("list has more items than the input has bytes", start)
+        lst = PyList_New(<Py_ssize_t> v)
+        for i in range(<size_t> v):
+            item = _dec(p, n, pos, depth + 1)
+            Py_INCREF(item)
+            PyList_SET_ITEM(lst, <Py_ssize_t> i, item)
+        return lst
+    if mt == 1:
+        if v < 0x8000000000000000ULL:
+            return PyLong_FromLongLong(-1 - <long long> v)
+        return -1 - PyLong_FromUnsignedLongLong(v)
+    if mt == 7:
+        if ai == 27:
+            if not aura_dc_bits_finite(v):
+                raise UnsupportedError("NaN and Infinity are outside the data model", start)
+            return PyFloat_FromDouble(aura_dc_bits_to_double(v))
+        if ai == 20:
+            return False
+        if ai == 21:
+            return True
+        if ai == 22:
+            return None
+        if ai == 25 or ai == 26:
+            raise NonCanonicalError("floats must be 64-bit", start)
+        if ai == 23:
+            raise UnsupportedError("undefined is outside the data model", start)
+        raise UnsupportedError("simple value outside the data model", start)
+    # mt == 6: tags
+    if v != 42:
+        raise UnsupportedError(f"tag {v} (only 42, links, is allowed)", start)
+    kstart = pos[0]
+    rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl)
+    if rc:
+        _head_error(rc, kstart)
+    if kmt != 2:
+        raise UnsupportedError("tag 42 must wrap a byte string", kstart)
+    at = pos[0]
+    if kl > n - at:
+        raise TruncatedError("CID runs past the end of the input", kstart)
+    if aura_dc_cid_check(p + at, <size_t> kl, &bad) != AURA_DC_OK:
+        raise UnsupportedError("tag 42 payload is not 0x00 + a valid binary CID", at + bad)
+    pos[0] = at + <size_t> kl
+    return _CID_FROM_RAW(PyBytes_FromStringAndSize(<const char *> p + at + 1,
+                                                   <Py_ssize_t> kl - 1))
+
+
+def decode(data):
+    """Decode one canonical DAG-CBOR item from ``data`` (any contiguous buffer)."""
+    cdef Py_buffer view
+    cdef size_t pos = 0
+    cdef object out
+    if type(data) is bytes:
+        out = _dec(<const uint8_t *> PyBytes_AS_STRING(data), <size_t> PyBytes_GET_SIZE(data),
+                   &pos, 0)
+        if pos != <size_t> PyBytes_GET_SIZE(data):
+            raise NonCanonicalError("trailing bytes after the item", pos)
+        return out
+    try:
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    except TypeError:
+        raise InvalidValue(f"decode() needs a bytes-like object, not {type(data).__name__}") from None
+    try:
+        out = _dec(<const uint8_t *> view.buf, <size_t> view.len, &pos, 0)
+        if pos != <size_t> view.len:
+            raise NonCanonicalError("trailing bytes after the item", pos)
+        return out
+    finally:
+        PyBuffer_Release(&view)
+
+
+# ---- small C entry points exposed for tests and fuzzing ---------------------------------------
+
+def check_cid_bytes(data):
+    """Validate a binary CID (no 0x00 prefix); returns None or the offset of the first bad byte."""
+    cdef bytes b = bytes(data)
+    cdef size_t bad = 0
+    if aura_dc_cid_check_raw(<const uint8_t *> PyBytes_AS_STRING(b), <size_t> len(b),
+                             &bad) == AURA_DC_OK:
+        return None
+    return bad
+
+
+def utf8_invalid_at(data):
+    """Index of the first invalid UTF-8 sequence in ``data``, or len(data) (C validator)."""
+    cdef bytes b = bytes(data)
+    return aura_dc_utf8_invalid_at(<const uint8_t *> PyBytes_AS_STRING(b), <size_t> len(b))
+
+
+def sha256(data, bint portable=False):
+    """SHA-256 of ``data`` with the C implementation (``portable`` forces the fallback)."""
+    cdef bytes b = bytes(data)
+    cdef aura_sha256 st
+    cdef uint8_t out[32]
+    cdef int prev = aura_sha256_force_portable(1 if portable else 0)
+    try:
+        aura_sha256_init(&st)
+        aura_sha256_update(&st, <const uint8_t *> PyBytes_AS_STRING(b), <size_t> len(b))
+        aura_sha256_final(&st, out)
+    finally:
+        aura_sha256_force_portable(prev)
+    return PyBytes_FromStringAndSize(<const char *> out, 32)
+
+
+def sha256_impl():
+    """Which SHA-256 block function the CPU dispatch chose: "sha-ni" or "portable"."""
+    return aura_sha256_impl().decode()
