@@ -21,6 +21,7 @@ CHECKS: dict[str, str] = {
     "foundation (ids, Hash32, KDF)": "aura_core.vectors_foundation:check",
     "stun (RFC 5769)": "aura_core.vectors_stun:check",
     "dagcbor (IPLD codec fixtures, negatives)": "aura_core.vectors_dagcbor:check",
+    "noise (cacophony IKpsk2 BLAKE2s/BLAKE2b)": "aura_core.vectors_noise:check",
 }
 
 # vector file (under aura_core/vectors/) -> "module:function" returning its JSON document;
