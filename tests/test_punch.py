@@ -1,0 +1,249 @@
+"""Punch packets and the compiled punch loop, checked against a pure-Python reference."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aura_core import _punch
+from aura_core.errors import InvalidValue
+from aura_core.hashing import kdf
+from aura_core.punch import (FLAG_ACK, PACKET_LEN, PunchEngine, build_punch, check_punch,
+                             is_punch, punch_key)
+from aura_core.stun import check_fingerprint, parse_message
+
+sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+import fuzz_punch  # noqa: E402
+
+pytestmark = pytest.mark.native
+
+ids = st.binary(min_size=16, max_size=16)
+nonces = st.binary(min_size=32, max_size=32)
+seqs = st.integers(0, (1 << 64) - 1)
+
+
+# --- pure-Python reference of docs/wire.md "Punch packets" ------------------------------------
+
+def ref_key(nonce: bytes) -> bytes:
+    h = hashlib.blake2b(digest_size=32, key=nonce, person=b"aura.kdf.v1".ljust(16, b"\0"))
+    h.update(bytes([len(b"punch-key")]) + b"punch-key")
+    return h.digest()
+
+
+def ref_build(nonce: bytes, sender: bytes, receiver: bytes, seq: int, flags: int = 0) -> bytes:
+    body = (b"\x00\x11" + (56).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + b"AURA"
+            + seq.to_bytes(8, "big") + b"\xc0\xa5" + (52).to_bytes(2, "big")
+            + bytes([1, flags, 0, 0]) + sender + receiver)
+    return body + hashlib.blake2b(body, digest_size=16, key=ref_key(nonce)).digest()
+
+
+@given(nonces, ids, ids, seqs, st.sampled_from([0, 1]))
+def test_build_matches_reference(nonce, sender, receiver, seq, flags):
+    pkt = build_punch(nonce, sender, receiver, seq, ack=bool(flags))
+    assert pkt == ref_build(nonce, sender, receiver, seq, flags)
+    assert len(pkt) == PACKET_LEN == 76
+    assert punch_key(nonce) == ref_key(nonce) == kdf(nonce, b"punch-key")
+
+
+@given(nonces, ids, ids, seqs)
+def test_never_looks_like_quic_and_is_valid_stun(nonce, sender, receiver, seq):
+    pkt = build_punch(nonce, sender, receiver, seq)
+    assert pkt[0] <= 0x3F  # QUIC v1 starts 0x40-0x7F (short) or 0xC0-0xFF (long)
+    m = parse_message(pkt)  # a well-formed STUN Binding indication
+    assert m.msg_class == "indication" and m.method == 1 and check_fingerprint(m) is None
+    assert m.attrs[0][0] == 0xC0A5 and 0x8000 <= m.attrs[0][0]  # comprehension-optional
+    assert is_punch(pkt)
+
+
+def test_check_verdicts():
+    me, peer, other = b"M" * 16, b"P" * 16, b"O" * 16
+    nonce = os.urandom(32)
+    good = build_punch(nonce, peer, me, 5, ack=True)
+    assert check_punch(good, nonce, me) == ("ok", (peer, 5, True))
+    assert check_punch(good, os.urandom(32), me)[0] == "bad_tag"
+    assert check_punch(good, nonce, other)[0] == "wrong_receiver"
+    for i in range(PACKET_LEN):  # any flipped bit is caught
+        bad = bytearray(good)
+        bad[i] ^= 0x01
+        assert check_punch(bytes(bad), nonce, me)[0] != "ok", i
+    assert check_punch(good[:-1], nonce, me)[0] == "malformed"
+    assert check_punch(good + b"\0", nonce, me)[0] == "malformed"
+    assert check_punch(b"\x40" + good[1:], nonce, me)[0] == "not_punch"
+    assert check_punch(b"", nonce, me)[0] == "not_punch"
+    stun_req = bytes.fromhex("000100002112a442") + bytes(12)
+    assert check_punch(stun_req, nonce, me)[0] == "not_punch" and not is_punch(stun_req)
+    unknown_flags = bytearray(good)
+    unknown_flags[25] = 0x80
+    assert check_punch(bytes(unknown_flags), nonce, me)[0] == "malformed"
+
+
+def test_bad_arguments_raise_invalid_value():
+    with pytest.raises(InvalidValue):
+        punch_key(b"short")
+    with pytest.raises(InvalidValue):
+        build_punch(bytes(32), b"x", bytes(16), 0)
+    with pytest.raises(InvalidValue):
+        build_punch(bytes(32), bytes(16), bytes(16), -1)
+    with pytest.raises(InvalidValue):
+        PunchEngine(bytes(16), bytes(32), [(b"a" * 16, bytes(32)), (b"a" * 16, bytes(32))])
+    e = PunchEngine(bytes(16), bytes(32), [(b"a" * 16, bytes(32))])
+    with pytest.raises(InvalidValue):
+        e.set_targets([(b"b" * 16, ("127.0.0.1", 1))])
+    with pytest.raises(InvalidValue):
+        e.set_targets([(b"a" * 16, ("not-an-ip", 1))])
+    with pytest.raises(InvalidValue):
+        e.set_targets([(b"a" * 16, ("127.0.0.1", 70000))])
+
+
+# --- replay window ----------------------------------------------------------------------------
+
+class RefWindow:
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.top = -1
+
+    def accept(self, seq: int) -> bool:
+        if seq in self.seen or (self.top >= 0 and self.top - seq >= 64):
+            return False
+        self.seen.add(seq)
+        self.top = max(self.top, seq)
+        return True
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 300), max_size=120))
+def test_replay_window_matches_reference(seqs_in):
+    me, peer, nonce = b"M" * 16, b"P" * 16, bytes(range(32))
+    e = PunchEngine(me, nonce, [(peer, os.urandom(32))])
+    ref = RefWindow()
+    for s in seqs_in:
+        verdict, _ = e.accept(build_punch(nonce, peer, me, s))
+        assert (verdict == "ok") == ref.accept(s), s
+        assert verdict in ("ok", "replayed")
+    st_ = e.stats()
+    assert st_["ok"] + st_["replayed"] == len(seqs_in)
+
+
+def test_engine_drops_and_counts():
+    me, peer, stranger = b"M" * 16, b"P" * 16, b"S" * 16
+    nonce = os.urandom(32)
+    e = PunchEngine(me, nonce, [(peer, os.urandom(32))])
+    assert e.accept(build_punch(nonce, stranger, me, 1))[0] == "unknown_sender"
+    assert e.accept(build_punch(os.urandom(32), peer, me, 1))[0] == "bad_tag"
+    assert e.accept(build_punch(nonce, peer, stranger, 1))[0] == "wrong_receiver"
+    assert e.accept(b"\xc3quic")[0] == "not_punch"
+    v, ev = e.accept(build_punch(nonce, peer, me, 1))
+    assert v == "ok" and ev is not None and ev.peer == peer and ev.seq == 1
+    assert e.accept(build_punch(nonce, peer, me, 1))[0] == "replayed"
+    s = e.stats()
+    assert (s["unknown_sender"], s["bad_tag"], s["wrong_receiver"], s["not_punch"], s["ok"],
+            s["replayed"]) == (1, 1, 1, 1, 1, 1)
+
+
+# --- the loop over real loopback sockets ------------------------------------------------------
+
+def udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def test_two_engines_punch_and_ack_over_loopback():
+    a_id, b_id, na, nb = os.urandom(16), os.urandom(16), os.urandom(32), os.urandom(32)
+    sa, sb, spoof = udp(), udp(), udp()
+    try:
+        ea = PunchEngine(a_id, na, [(b_id, nb)])
+        eb = PunchEngine(b_id, nb, [(a_id, na)])
+        # a stale candidate (nobody there) plus the real one: a burst covers both
+        dead = udp()
+        dead_addr = dead.getsockname()
+        dead.close()
+        ea.set_targets([(b_id, dead_addr), (b_id, sb.getsockname())])
+        # forged punches (wrong key, replays of nothing) from a third socket are dropped in C
+        for i in range(5):
+            spoof.sendto(build_punch(os.urandom(32), a_id, b_id, i), sb.getsockname())
+        spoof.sendto(b"\xc3not a punch", sb.getsockname())
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault(
+            "b", eb.run(sb.fileno(), send=False, timeout=2.0, stop_after=1)))
+        t.start()
+        got = ea.run(sa.fileno(), interval=0.02, timeout=2.0, stop_after=1)
+        t.join()
+        # b saw a's punch from a's real address (peer-reflexive) and acked it from C
+        (ev_b,) = result["b"]
+        assert ev_b.peer == a_id and not ev_b.ack and ev_b.source == sa.getsockname()
+        (ev_a,) = got
+        assert ev_a.peer == b_id and ev_a.ack and ev_a.source == sb.getsockname()
+        sb_stats = eb.stats()
+        assert sb_stats["bad_tag"] == 5 and sb_stats["not_punch"] == 1 and sb_stats["acks_sent"] == 1
+        assert ea.stats()["sent"] >= 2
+    finally:
+        for s in (sa, sb, spoof):
+            s.close()
+
+
+def test_run_respects_deadline_with_nothing_arriving():
+    s = udp()
+    try:
+        e = PunchEngine(os.urandom(16), os.urandom(32), [(os.urandom(16), os.urandom(32))])
+        assert e.run(s.fileno(), send=False, timeout=0.05) == []
+        assert e.run(s.fileno(), send=True, timeout=0.0) == []  # no targets: nothing to send
+    finally:
+        s.close()
+
+
+def test_many_targets_one_burst():
+    me, peer_ids = os.urandom(16), [os.urandom(16) for _ in range(300)]
+    nonces = {p: os.urandom(32) for p in peer_ids}
+    sink, src = udp(), udp()
+    try:
+        e = PunchEngine(me, os.urandom(32), nonces.items())
+        e.set_targets((p, sink.getsockname()) for p in peer_ids)
+        assert e.target_count == 300 and e.send_burst(src.fileno()) == 300
+        sink.settimeout(1)
+        seen = set()
+        for _ in range(300):
+            pkt = sink.recv(128)
+            receiver = pkt[44:60]  # each packet tagged under its own receiver's key
+            assert check_punch(pkt, nonces[receiver], receiver)[0] == "ok"
+            seen.add(pkt[44:60])
+        assert seen == set(peer_ids)
+    finally:
+        sink.close()
+        src.close()
+
+
+def test_bench_helpers_move_packets():
+    rx, tx = udp(), udp()
+    try:
+        host, port = rx.getsockname()
+        assert _punch._bench_sendmmsg(tx.fileno(), host, port, PACKET_LEN, 100) == 100
+        assert _punch._bench_recvmmsg(rx.fileno(), PACKET_LEN, 100, 1.0) == 100
+    finally:
+        rx.close()
+        tx.close()
+
+
+# --- fuzz target smoke (the sanitizer pass runs this) -----------------------------------------
+
+def test_fuzz_corpus_smoke():
+    rng = random.Random(1234)
+    print("seed 1234")
+    corpus = fuzz_punch.seeds()
+    for seed in list(corpus):
+        for _ in range(50):
+            b = bytearray(seed or b"\0")
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+            corpus.append(bytes(b))
+    corpus += [rng.randbytes(rng.randrange(0, 100)) for _ in range(300)]
+    assert fuzz_punch.run_corpus(corpus) == len(corpus)
