@@ -213,7 +213,9 @@ class ReplayWindow:
         if c > self.top:
             # a ring of 128 words: the words entered reuse (and clear) those 128 words back
             old_word, new_word, ring = self.top >> 6, c >> 6, REPLAY_BITS // 64
-            self.seen = {x for x in self.seen if not old_word - ring < (x >> 6) <= new_word - ring}
+            if new_word != old_word:
+                self.seen = {x for x in self.seen if not old_word - ring < (x >> 6) <= new_word - ring
+                             and x + REPLAY_WINDOW >= c}  # older ones are refused by position
             self.top = c
         if c in self.seen:
             return False
