@@ -11,9 +11,10 @@ descriptor exchange (rendezvous) and keeps both sides' start synchronised:
   <- {"cmd": "data"} | {"cmd": "relay"}
   -> {"stage": "data", "via": "direct" | "relay", "received": n, "lost": n, "dups": n, "bad": n}
 
-Data phase: N sequence-numbered datagrams each way, authenticated with keyed BLAKE2b-128 under a
-key both sides derive from the two punch nonces (aura_core.noise's datagram session is not in the
-tree yet; swap it in here when it lands).
+Direct data phase: an Aura Noise IKpsk2 handshake (aura_core.noise.AuraHandshake; hA initiates)
+over the punched path, then N sequence-numbered messages each way through its DatagramSession.
+Relay phase (no direct path): N sequence-numbered datagrams each way through the relay stand-in,
+authenticated with keyed BLAKE2b-128 (the product relay carries Noise frames; not this stand-in).
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ import sys
 
 from aura_core.asyncio.punch import punch, serve, set_rcvbuf
 from aura_core.asyncio.stun import discover
+from aura_core.hashing import ContextKey
+from aura_core.keys import IdentityKey, PublicIdentity
+from aura_core.noise import AuraHandshake, Offer
 from aura_core.punch import PunchEngine, is_punch
+
+HS1, HS2, DATA = b"\xd1", b"\xd2", b"\xd3"  # the lab's own demux byte before each Noise message
 
 
 def emit(obj: dict) -> None:
@@ -96,18 +102,90 @@ async def exchange(send, recv, data: Data, count: int, timeout: float) -> dict:
     return {"received": len(seen), "lost": count - len(seen), "dups": dups, "bad": bad}
 
 
+async def noise_exchange(sock: socket.socket, path: tuple[str, int], identity: IdentityKey,
+                         peer: PublicIdentity, ck: ContextKey, context: bytes, initiator: bool,
+                         count: int, epoch: int = 1) -> dict:
+    """IKpsk2 handshake over the direct path, then ``count`` messages each way (DatagramSession)."""
+    loop = asyncio.get_running_loop()
+    offer = Offer(epoch=epoch, version=1 << 16, min_version=1 << 16)
+    early: list[bytes] = []
+
+    async def recv(timeout: float) -> bytes | None:
+        try:
+            return await asyncio.wait_for(loop.sock_recv(sock, 70000), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            return None
+
+    end = loop.time() + 5.0
+    if initiator:
+        hs = AuraHandshake.initiator(identity, peer, ck, context, epoch, offer)
+        msg1 = HS1 + hs.write_message()
+        sock.sendto(msg1, path)
+        resend = loop.time() + 0.25
+        while not hs.complete and loop.time() < end:
+            raw = await recv(max(0.0, resend - loop.time()))
+            if raw is None:
+                sock.sendto(msg1, path)  # lost handshake message: send it again
+                resend = loop.time() + 0.25
+            elif raw[:1] == HS2:
+                hs.read_message(raw[1:])
+            elif raw[:1] == DATA:
+                early.append(raw)  # the responder may start before our read of msg 2
+        session = hs.datagram_session(1, 2)
+    else:
+        hs = AuraHandshake.responder(identity, ck, context, epoch, offer,
+                                     lambda rs: peer if rs == peer.x25519 else None)
+        while loop.time() < end:
+            raw = await recv(max(0.0, end - loop.time()))
+            if raw is not None and raw[:1] == HS1:
+                hs.read_message(raw[1:])
+                sock.sendto(HS2 + hs.write_message(), path)
+                break
+        session = hs.datagram_session(2, 1)
+    for i in range(count):
+        sock.sendto(DATA + session.seal(i.to_bytes(4, "big") + bytes(28)), path)
+        if i % 64 == 63:
+            await asyncio.sleep(0)
+    seen: set[int] = set()
+    dups = bad = 0
+    end = loop.time() + 5.0
+    while len(seen) < count and loop.time() < end:
+        raw = early.pop(0) if early else await recv(max(0.0, end - loop.time()))
+        if raw is None:
+            break
+        if raw[:1] == HS1 and not initiator:
+            continue  # a retransmitted msg 1: our msg 2 already went out
+        if raw[:1] != DATA:
+            continue  # late punches / handshake copies
+        plain = session.receive(raw[1:])  # None: failed auth or replay, dropped and counted
+        if plain is None:
+            bad += 1
+            continue
+        seq = int.from_bytes(plain[:4], "big")
+        if seq in seen:
+            dups += 1
+        seen.add(seq)
+    return {"received": len(seen), "lost": count - len(seen), "dups": dups, "bad": bad,
+            "noise": {"channel_id": str(hs.channel_id), "session": session.stats}}
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--me", required=True)
-    ap.add_argument("--nonce", required=True)
-    ap.add_argument("--peer", required=True)
+    ap.add_argument("--seed", required=True)  # our Ed25519 seed
+    ap.add_argument("--nonce", required=True)  # our descriptor's punch_nonce
+    ap.add_argument("--peer-pub", required=True)  # the peer's Ed25519 public key
     ap.add_argument("--peer-nonce", required=True)
+    ap.add_argument("--context-key", required=True)
+    ap.add_argument("--context", required=True)
+    ap.add_argument("--initiator", action="store_true")
     ap.add_argument("--stun", action="append", required=True)
     ap.add_argument("--relay", required=True)
     ap.add_argument("--count", type=int, default=1000)
     a = ap.parse_args()
-    me, nonce = bytes.fromhex(a.me), bytes.fromhex(a.nonce)
-    peer, peer_nonce = bytes.fromhex(a.peer), bytes.fromhex(a.peer_nonce)
+    identity = IdentityKey.from_seed(bytes.fromhex(a.seed))
+    peer_public = PublicIdentity(bytes.fromhex(a.peer_pub))
+    me, peer = bytes(identity.authority_id), bytes(peer_public.authority_id)
+    nonce, peer_nonce = bytes.fromhex(a.nonce), bytes.fromhex(a.peer_nonce)
     loop = asyncio.get_running_loop()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -145,9 +223,9 @@ async def main() -> None:
                           person=b"aura.netlab.data").digest()
     data = Data(key, me, peer)
     if cmd["cmd"] == "data" and outcome.path is not None:
-        path = outcome.path
-        report = await exchange(lambda b: sock.sendto(b, path),
-                                lambda: loop.sock_recv(sock, 2048), data, a.count, 5.0)
+        report = await noise_exchange(sock, outcome.path, identity, peer_public,
+                                      ContextKey(bytes.fromhex(a.context_key)),
+                                      bytes.fromhex(a.context), a.initiator, a.count)
         emit({"stage": "data", "via": "direct", **report})
     else:
         async def recv_relay() -> bytes:

@@ -3,8 +3,9 @@
 Each mode builds a fresh lab (tests/netlab/lab.py), then runs ``AURA_NETLAB_TRIALS`` trials
 (default 20): two agents (tests/netlab/agent.py) learn their reflexive addresses from coturn,
 exchange them through this orchestrator (standing in for descriptor exchange), start punching at
-the same moment, and then move 1,000 authenticated datagrams each way over the direct path — or,
-when the punch window closes, 200 over the relay stand-in.  Success rate and time-to-direct
+the same moment, and then run a Noise IKpsk2 handshake and 1,000 messages each way through its
+datagram session over the direct path — or, when the punch window closes, 200 authenticated
+datagrams over the relay stand-in.  Success rate and time-to-direct
 (median, p95) per mode go to ``<tmp>/netlab_stats.json`` and are printed.
 
 Run alone: ``sudo .venv/bin/python -m pytest tests/netlab -m netlab -s``.
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aura_core.keys import IdentityKey  # noqa: E402
 from lab import PUB_STUN, RELAY, STUN_PORT, NatLab, missing_requirements  # noqa: E402
 
 pytestmark = [pytest.mark.netlab]
@@ -67,13 +69,17 @@ def _write(p: subprocess.Popen[str], obj: dict) -> None:
 
 
 def run_trial(lab: NatLab) -> dict:
-    ids = [os.urandom(16), os.urandom(16)]
+    seeds = [os.urandom(32), os.urandom(32)]
+    pubs = [IdentityKey.from_seed(s).public.ed25519 for s in seeds]
     nonces = [os.urandom(32), os.urandom(32)]
+    context_key, context = os.urandom(32), os.urandom(16)
     agents = []
     for i, host in enumerate(("hA", "hB")):
         agents.append(lab.agent(host, [
-            "--me", ids[i].hex(), "--nonce", nonces[i].hex(),
-            "--peer", ids[1 - i].hex(), "--peer-nonce", nonces[1 - i].hex(),
+            "--seed", seeds[i].hex(), "--nonce", nonces[i].hex(),
+            "--peer-pub", pubs[1 - i].hex(), "--peer-nonce", nonces[1 - i].hex(),
+            "--context-key", context_key.hex(), "--context", context.hex(),
+            *(["--initiator"] if i == 0 else []),
             *(x for ip in PUB_STUN for x in ("--stun", f"{ip}:{STUN_PORT}")),
             "--relay", f"{RELAY[0]}:{RELAY[1]}", "--count", str(COUNT)]))
     try:
@@ -154,6 +160,8 @@ def test_mode(name: str, stats_file) -> None:
             assert (d["lost"], d["dups"], d["bad"]) == (0, 0, 0), r
             if d["via"] == "direct":
                 assert d["received"] == COUNT
+        if r["direct"]:  # both ends derived the same Noise channel from the handshake
+            assert r["data"][0]["noise"]["channel_id"] == r["data"][1]["noise"]["channel_id"]
     if s["expect"] == "direct":
         assert s["direct"] == TRIALS, f"{name}: {s['direct']}/{TRIALS} direct"
     else:
