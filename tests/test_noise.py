@@ -335,3 +335,13 @@ def test_backends_identical_bytes():
             d = CipherState.from_key(k, backend=backend)
             d.n = 77
             assert d.decrypt_with_ad(ad, outs[0]) == pt
+
+
+# ---- fuzz target smoke run (the sanitizer pass runs it too) ----
+
+def test_fuzz_target_smoke():
+    from tests.fuzz import fuzz_noise
+
+    rng = random.Random(13)
+    corpus = fuzz_noise.seeds() + [rng.randbytes(rng.randrange(300)) for _ in range(150)]
+    assert fuzz_noise.run_corpus(corpus) == len(corpus)
