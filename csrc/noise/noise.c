@@ -226,6 +226,33 @@ int noise_x25519_base(uint8_t pub[32], const uint8_t priv[32]) {
 
 /* ---------------- HandshakeState ---------------- */
 
+/* Static public keys of the last few static private keys: a node uses one static key for every
+ * handshake, and recomputing its public key would be a ninth and tenth X25519 per handshake.
+ * Only touched from noise_hs_init, which the .pyx calls with the GIL held (one thread at a time). */
+#define PUBCACHE 4
+static struct {
+    uint8_t priv[32], pub[32];
+    int used;
+} pubcache[PUBCACHE];
+static unsigned pubcache_next;
+
+static int static_pub(uint8_t pub[32], const uint8_t priv[32]) {
+    for (int i = 0; i < PUBCACHE; i++) {
+        if (pubcache[i].used && aura_ct_eq(pubcache[i].priv, priv, 32)) {
+            memcpy(pub, pubcache[i].pub, 32);
+            return NOISE_OK;
+        }
+    }
+    int rc = noise_x25519_base(pub, priv);
+    if (rc == NOISE_OK) {
+        unsigned slot = pubcache_next++ % PUBCACHE;
+        memcpy(pubcache[slot].priv, priv, 32);
+        memcpy(pubcache[slot].pub, pub, 32);
+        pubcache[slot].used = 1;
+    }
+    return rc;
+}
+
 int noise_hs_init(noise_handshake *hs, int hash_id, const uint8_t *name, size_t namelen,
                   const uint8_t *prologue, size_t prologuelen, int initiator, const uint8_t s[32],
                   const uint8_t *rs, const uint8_t psk[32], const uint8_t *e) {
@@ -243,7 +270,7 @@ int noise_hs_init(noise_handshake *hs, int hash_id, const uint8_t *name, size_t 
     mix_hash(hs, prologue, prologuelen);
     hs->initiator = initiator;
     memcpy(hs->s, s, 32);
-    if (noise_x25519_base(hs->s_pub, s) != NOISE_OK) return NOISE_ERR_DH;
+    if (static_pub(hs->s_pub, s) != NOISE_OK) return NOISE_ERR_DH;
     memcpy(hs->psk, psk, 32);
     if (e) {
         memcpy(hs->e, e, 32);
