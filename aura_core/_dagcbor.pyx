@@ -14,11 +14,12 @@
 # single recursive pass; every check that makes the input canonical is done as the bytes are read,
 # and each failure raises a DecodeError subclass carrying the offset of the offending head.
 
+cimport cython
 from libc.stdint cimport uint8_t, uint64_t, int64_t, uint32_t
 from libc.string cimport memcpy, memcmp
 from libc.stdlib cimport malloc, realloc, free
 from libc.math cimport isfinite
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
@@ -33,11 +34,11 @@ from aura_core._sodium_api cimport import_sodium
 
 import_sodium()
 
-from aura_core.cid import CID as _CID_PY
 from aura_core.errors import (DecodeError, EncodeError, InvalidValue, NonCanonicalError,
                               TruncatedError, UnsupportedError)
 
 cdef extern from "Python.h":
+    PyTypeObject *Py_TYPE(object o)
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
     unsigned long long PyLong_AsUnsignedLongLong(object o) except? <unsigned long long>-1
     const char *PyUnicode_AsUTF8AndSize(object o, Py_ssize_t *size) except NULL
@@ -92,8 +93,37 @@ cdef extern from "dagcbor.h" nogil:
 
 MAX_DEPTH = AURA_DC_MAX_DEPTH
 
-cdef object _CID_TYPE = _CID_PY
-cdef object _CID_FROM_RAW = _CID_PY._from_raw
+
+
+cdef class CIDBase:
+    """Storage of a CID (aura_core.cid.CID subclasses it and adds the API): the binary form
+    and the lazily parsed fields.  Being a C struct, the walkers read and fill it directly."""
+    cdef public bytes _raw
+    cdef public object _fields
+
+
+# aura_core.cid.CID, registered by that module when it is imported (it subclasses CIDBase).
+cdef type _CID_TYPE = None
+
+
+def _register_cid_type(type cls):
+    global _CID_TYPE
+    if not issubclass(cls, CIDBase):
+        raise TypeError("the CID type must subclass CIDBase")
+    _CID_TYPE = cls
+
+
+cdef type _cid_type():
+    if _CID_TYPE is None:
+        import aura_core.cid  # noqa: F401  (registers the class)
+    return _CID_TYPE
+
+
+cdef inline object _new_cid(bytes raw):
+    cdef CIDBase c = CIDBase.__new__(_cid_type())
+    c._raw = raw
+    return c
+
 
 # Scratch buffer: its starting size, the size above which it is given back after a call, the
 # payload size from which digest() hashes a byte/text payload in place instead of copying it,
@@ -107,7 +137,7 @@ cdef enum:
 
 
 class _EncFail(Exception):
-    """Internal: carries an encode failure outward while the path is collected."""
+    """Internal: an encode failure; the entry point turns it into EncodeError with the path."""
 
 
 cdef struct KV:
@@ -117,14 +147,40 @@ cdef struct KV:
     Py_ssize_t kl
 
 
+# Key-order cache: maps built by the same code have the same key objects in the same insertion
+# order, so the canonical permutation is computed once per layout.  Entries hold references to
+# their keys, so a key's address cannot be reused by another string while it is cached.
+cdef enum:
+    LAYOUTS = 64
+    LAYOUT_MAXKEYS = 24
+
+cdef struct Layout:
+    Py_ssize_t n
+    PyObject *keys[LAYOUT_MAXKEYS]
+    uint8_t perm[LAYOUT_MAXKEYS]
+
+cdef Layout _layouts[LAYOUTS]
+
+
+@cython.final
 cdef class _Enc:
     cdef uint8_t *buf
     cdef size_t len
     cdef size_t cap
     cdef bint sinking
     cdef bint busy
+    # strong: hold a reference to every container item while it is encoded.  digest() needs it
+    # (it releases the GIL around big payloads, and another thread could then mutate the
+    # value); encode() does not: the walk runs no Python code and never drops the GIL, so the
+    # caller's references keep everything alive.
+    cdef bint strong
     cdef aura_dc_sink sink
     cdef list path
+    # Where the walker is: for each container depth 1..depth, the map key or list index being
+    # encoded (keys borrowed: the dict walker holds them).  Read only when a failure is raised.
+    cdef int depth
+    cdef PyObject *pkey[AURA_DC_MAX_DEPTH + 2]
+    cdef Py_ssize_t pidx[AURA_DC_MAX_DEPTH + 2]
 
     def __cinit__(self):
         self.buf = <uint8_t *> malloc(SCRATCH)
@@ -133,17 +189,19 @@ cdef class _Enc:
         self.cap = SCRATCH
         self.len = 0
         self.sinking = False
+        self.strong = False
         self.busy = False
         self.path = []
+        self.depth = 0
 
     def __dealloc__(self):
         free(self.buf)
 
     cdef int reset(self) except -1:
         self.len = 0
+        self.depth = 0
         self.sinking = False
-        if self.path:
-            self.path = []
+        self.strong = False
         if self.cap > KEEP_MAX:
             free(self.buf)
             self.buf = <uint8_t *> malloc(SCRATCH)
@@ -151,6 +209,24 @@ cdef class _Enc:
             if self.buf == NULL:
                 raise MemoryError()
         return 0
+
+    cdef int fail(self, str message) except -1:
+        # Take references to the path's keys before allocating anything (an allocation can run
+        # the GC, and a finalizer could drop a key the walker only borrows).
+        cdef int d
+        cdef list path
+        for d in range(1, self.depth + 1):
+            if self.pidx[d] < 0:
+                Py_INCREF(<object> self.pkey[d])
+        path = []
+        for d in range(1, self.depth + 1):
+            if self.pidx[d] >= 0:
+                path.append(self.pidx[d])
+            else:
+                path.append(<object> self.pkey[d])
+                Py_DECREF(<object> self.pkey[d])
+        self.path = path
+        raise _EncFail(message)
 
     cdef int flush(self) except -1:
         if self.len:
@@ -182,20 +258,30 @@ cdef class _Enc:
         self.len += aura_dc_write_head(self.buf + self.len, mt, v)
         return 0
 
-    cdef int payload(self, const uint8_t *p, size_t n) except -1:
-        # Large payloads of a digest go straight into the hash (the caller holds the object).
+    cdef inline int byte(self, uint8_t b) except -1:
+        if self.len + 1 > self.cap:
+            self.grow(1)
+        self.buf[self.len] = b
+        self.len += 1
+        return 0
+
+    cdef inline int payload(self, const uint8_t *p, size_t n) except -1:
         if self.sinking and n >= DIRECT_MIN:
-            self.flush()
-            if n >= NOGIL_MIN:
-                with nogil:
-                    aura_dc_sink_update(&self.sink, p, n)
-            else:
-                aura_dc_sink_update(&self.sink, p, n)
-            return 0
+            return self.direct(p, n)
         if self.len + n > self.cap:
             self.grow(n)
         memcpy(self.buf + self.len, p, n)
         self.len += n
+        return 0
+
+    cdef int direct(self, const uint8_t *p, size_t n) except -1:
+        # Large payloads of a digest go straight into the hash (the walker holds the object).
+        self.flush()
+        if n >= NOGIL_MIN:
+            with nogil:
+                aura_dc_sink_update(&self.sink, p, n)
+        else:
+            aura_dc_sink_update(&self.sink, p, n)
         return 0
 
 
@@ -220,7 +306,7 @@ cdef inline void _release(_Enc e):
 
 cdef str _path_text(list segs):
     cdef list out = ["$"]
-    for s in reversed(segs):
+    for s in segs:
         if isinstance(s, int):
             out.append(f"[{s}]")
         elif isinstance(s, str) and s.isidentifier():
@@ -230,38 +316,50 @@ cdef str _path_text(list segs):
     return "".join(out)
 
 
-cdef int _enc_str(_Enc e, object o) except -1:
-    cdef Py_ssize_t n
-    cdef const char *s
+cdef inline const char *_utf8(object o, Py_ssize_t *n):
+    # Compact ASCII strings are their own UTF-8; others get CPython's cached UTF-8 form.
+    if PyUnicode_IS_COMPACT_ASCII(o):
+        n[0] = PyUnicode_GET_LENGTH(o)
+        return <const char *> PyUnicode_DATA(o)
     try:
-        s = PyUnicode_AsUTF8AndSize(o, &n)
+        return PyUnicode_AsUTF8AndSize(o, n)
     except UnicodeError:
-        raise _EncFail("string is not valid Unicode (lone surrogate)") from None
+        return NULL
+
+
+cdef inline int _enc_str(_Enc e, object o) except -1:
+    cdef Py_ssize_t n = 0
+    cdef const char *s = _utf8(o, &n)
+    if s == NULL:
+        e.fail("string is not valid Unicode (lone surrogate)")
     e.head(3, <uint64_t> n)
     e.payload(<const uint8_t *> s, <size_t> n)
     return 0
 
 
-cdef int _enc_int(_Enc e, object o) except -1:
+cdef object _U64_MAX = 2**64 - 1
+cdef object _N64_MIN = -2**64
+
+
+cdef int _enc_bigint(_Enc e, object o, int overflow) except -1:
+    # Range-checked by comparison first, so no OverflowError is ever raised mid-walk.
+    if overflow > 0:
+        if o > _U64_MAX:
+            e.fail("integer outside -2**64 .. 2**64-1")
+        return e.head(0, PyLong_AsUnsignedLongLong(o))
+    if o < _N64_MIN:
+        e.fail("integer outside -2**64 .. 2**64-1")
+    return e.head(1, PyLong_AsUnsignedLongLong(-1 - o))
+
+
+cdef inline int _enc_int(_Enc e, object o) except -1:
     cdef int overflow = 0
     cdef long long v = PyLong_AsLongLongAndOverflow(o, &overflow)
-    cdef unsigned long long u
     if overflow == 0:
         if v >= 0:
-            e.head(0, <uint64_t> v)
-        else:
-            e.head(1, <uint64_t> (-(v + 1)))
-        return 0
-    try:
-        if overflow > 0:
-            u = PyLong_AsUnsignedLongLong(o)
-            e.head(0, u)
-        else:
-            u = PyLong_AsUnsignedLongLong(-1 - o)
-            e.head(1, u)
-    except OverflowError:
-        raise _EncFail("integer outside -2**64 .. 2**64-1") from None
-    return 0
+            return e.head(0, <uint64_t> v)
+        return e.head(1, <uint64_t> (-(v + 1)))
+    return _enc_bigint(e, o, overflow)
 
 
 cdef int _enc_buffer(_Enc e, object o) except -1:
@@ -269,7 +367,7 @@ cdef int _enc_buffer(_Enc e, object o) except -1:
     try:
         PyObject_GetBuffer(o, &view, PyBUF_SIMPLE)
     except (BufferError, TypeError) as exc:
-        raise _EncFail(f"byte buffer not contiguous: {exc}") from None
+        e.fail(f"byte buffer not contiguous: {exc}")
     try:
         e.head(2, <uint64_t> view.len)
         e.payload(<const uint8_t *> view.buf, <size_t> view.len)
@@ -279,20 +377,15 @@ cdef int _enc_buffer(_Enc e, object o) except -1:
 
 
 cdef int _enc_cid(_Enc e, object o) except -1:
-    cdef bytes raw
-    if type(o) is _CID_TYPE:
-        raw = (<object> o)._raw
-    else:
-        raw = bytes(o)
-    if type(raw) is not bytes:
-        raise _EncFail("CID without a binary form")
+    # The stored binary form, read from the struct: no Python code runs (subclass overrides of
+    # __bytes__ are not consulted).
+    cdef bytes raw = (<CIDBase> o)._raw
+    if raw is None:
+        e.fail("CID without a binary form")
     cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
     e.head(6, 42)
     e.head(2, <uint64_t> (n + 1))
-    if e.len + 1 > e.cap:
-        e.grow(1)
-    e.buf[e.len] = 0
-    e.len += 1
+    e.byte(0)
     e.payload(<const uint8_t *> PyBytes_AS_STRING(raw), <size_t> n)
     return 0
 
@@ -302,16 +395,18 @@ cdef int _enc_list(_Enc e, object o, int depth) except -1:
     cdef Py_ssize_t i = 0
     cdef object item
     e.head(4, <uint64_t> n)
-    try:
-        while i < n:
-            if PyList_GET_SIZE(o) != n:
-                raise _EncFail("list changed size during encoding")
-            item = <object> PyList_GET_ITEM(o, i)
+    e.depth = depth
+    while i < n:
+        if PyList_GET_SIZE(o) != n:
+            e.fail("list changed size during encoding")
+        e.pidx[depth] = i
+        if e.strong:
+            item = <object> PyList_GET_ITEM(o, i)    # a counted reference while it is encoded
             _enc(e, item, depth)
-            i += 1
-    except _EncFail:
-        e.path.append(i)
-        raise
+        else:
+            _enc_item(e, PyList_GET_ITEM(o, i), depth)
+        i += 1
+    e.depth = depth - 1
     return 0
 
 
@@ -319,138 +414,148 @@ cdef int _enc_tuple(_Enc e, object o, int depth) except -1:
     cdef Py_ssize_t n = PyTuple_GET_SIZE(o)
     cdef Py_ssize_t i = 0
     e.head(4, <uint64_t> n)
-    try:
-        while i < n:
-            _enc(e, <object> PyTuple_GET_ITEM(o, i), depth)
-            i += 1
-    except _EncFail:
-        e.path.append(i)
-        raise
+    e.depth = depth
+    while i < n:
+        e.pidx[depth] = i
+        _enc(e, <object> PyTuple_GET_ITEM(o, i), depth)
+        i += 1
+    e.depth = depth - 1
+    return 0
+
+
+cdef int _sort_keys(_Enc e, KV *kv, Py_ssize_t n, Py_ssize_t *order) except -1:
+    # Canonical order by insertion sort (maps are small); keys must be str and distinct.
+    cdef Py_ssize_t i, j, cur
+    cdef int c
+    for i in range(n):
+        if not PyUnicode_Check(<object> kv[i].k):
+            e.fail(f"map key must be str, not {type(<object> kv[i].k).__name__}")
+        kv[i].kp = _utf8(<object> kv[i].k, &kv[i].kl)
+        if kv[i].kp == NULL:
+            e.depth += 1
+            e.pkey[e.depth] = kv[i].k
+            e.pidx[e.depth] = -1
+            e.fail("map key is not valid Unicode (lone surrogate)")
+    for i in range(n):
+        cur = i
+        j = i
+        while j > 0:
+            c = aura_dc_key_cmp(<const uint8_t *> kv[order[j - 1]].kp, <size_t> kv[order[j - 1]].kl,
+                                <const uint8_t *> kv[cur].kp, <size_t> kv[cur].kl)
+            if c <= 0:
+                if c == 0:
+                    e.fail("duplicate map key (str subclasses)")
+                break
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = cur
+    return 0
+
+
+cdef int _enc_dict_items(_Enc e, object o, KV *kv, Py_ssize_t n, Py_ssize_t *order,
+                         int depth) except -1:
+    cdef Py_ssize_t pos = 0, i = 0, j
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef size_t h = 0
+    cdef Layout *lay = NULL
+    cdef bint hit = False
+    cdef const char *kp
+    cdef Py_ssize_t kl = 0
+    # Collect with references held (released by the caller, whatever happens).
+    while i < n and PyDict_Next(o, &pos, &k, &v):
+        kv[i].k = k
+        kv[i].v = v
+        i += 1
+        h = (h ^ <size_t> k) * <size_t> 0x9E3779B97F4A7C15ULL
+    if e.strong:
+        for j in range(i):
+            Py_INCREF(<object> kv[j].k)
+            Py_INCREF(<object> kv[j].v)
+        (<Py_ssize_t *> &kv[n])[0] = i    # tell the caller how many references to drop
+    if i != n or PyDict_Size(o) != n:
+        e.fail("dict changed size during encoding")
+    if n <= LAYOUT_MAXKEYS:
+        lay = &_layouts[(h >> 58) & (LAYOUTS - 1)]
+        if lay.n == n:
+            hit = True
+            for j in range(n):
+                if lay.keys[j] != kv[j].k:
+                    hit = False
+                    break
+    if hit:
+        for j in range(n):
+            order[j] = lay.perm[j]
+    else:
+        for j in range(n):
+            order[j] = j
+        _sort_keys(e, kv, n, order)
+        if lay != NULL:
+            for j in range(lay.n):
+                Py_DECREF(<object> lay.keys[j])
+            lay.n = n
+            for j in range(n):
+                lay.keys[j] = kv[j].k
+                Py_INCREF(<object> kv[j].k)
+                lay.perm[j] = <uint8_t> order[j]
+    e.head(5, <uint64_t> n)
+    e.depth = depth
+    e.pidx[depth] = -1
+    for j in range(n):
+        i = order[j]
+        kp = _utf8(<object> kv[i].k, &kl)      # cannot fail: checked when the layout was made
+        e.head(3, <uint64_t> kl)
+        e.payload(<const uint8_t *> kp, <size_t> kl)
+        e.pkey[depth] = kv[i].k
+        _enc_item(e, kv[i].v, depth)
+    e.depth = depth - 1
     return 0
 
 
 cdef int _enc_dict(_Enc e, object o, int depth) except -1:
     cdef Py_ssize_t n = PyDict_Size(o)
-    cdef KV stack_kv[STACK_KV]
+    cdef KV stack_kv[STACK_KV + 1]
+    cdef Py_ssize_t stack_order[STACK_KV]
     cdef KV *kv = stack_kv
-    cdef KV cur
-    cdef Py_ssize_t pos = 0, i = 0, j, done = 0, idx = 0
-    cdef PyObject *k
-    cdef PyObject *v
-    cdef int c
-    cdef bint dup = False
-    cdef bint values = False
+    cdef Py_ssize_t *order = stack_order
+    cdef Py_ssize_t j, held
     if n == 0:
-        e.head(5, 0)
-        return 0
+        return e.head(5, 0)
     if n > STACK_KV:
-        kv = <KV *> malloc(<size_t> n * sizeof(KV))
-        if kv == NULL:
+        kv = <KV *> malloc(<size_t> (n + 1) * sizeof(KV))
+        order = <Py_ssize_t *> malloc(<size_t> n * sizeof(Py_ssize_t))
+        if kv == NULL or order == NULL:
+            free(kv)
+            free(order)
             raise MemoryError()
+    (<Py_ssize_t *> &kv[n])[0] = 0
     try:
-        # Collect (key, value, utf8) with references held; insertion-sort into canonical order
-        # (length first, then bytewise): maps are small and often nearly sorted.
-        while i < n and PyDict_Next(o, &pos, &k, &v):
-            if not PyUnicode_Check(<object> k):
-                raise _EncFail(f"map key must be str, not {type(<object> k).__name__}")
-            try:
-                cur.kp = PyUnicode_AsUTF8AndSize(<object> k, &cur.kl)
-            except UnicodeError:
-                e.path.append(<object> k)
-                raise _EncFail("map key is not valid Unicode (lone surrogate)") from None
-            cur.k = k
-            cur.v = v
-            Py_INCREF(<object> k)
-            Py_INCREF(<object> v)
-            j = i
-            while j > 0:
-                c = aura_dc_key_cmp(<const uint8_t *> kv[j - 1].kp, <size_t> kv[j - 1].kl,
-                                    <const uint8_t *> cur.kp, <size_t> cur.kl)
-                if c <= 0:
-                    if c == 0:
-                        dup = True
-                    break
-                kv[j] = kv[j - 1]
-                j -= 1
-            kv[j] = cur
-            i += 1
-            done = i
-        if done != n or PyDict_Size(o) != n:
-            raise _EncFail("dict changed size during encoding")
-        if dup:
-            raise _EncFail("duplicate map key (str subclasses comparing unequal)")
-        e.head(5, <uint64_t> n)
-        idx = 0
-        values = True
-        while idx < n:
-            e.head(3, <uint64_t> kv[idx].kl)
-            e.payload(<const uint8_t *> kv[idx].kp, <size_t> kv[idx].kl)
-            _enc(e, <object> kv[idx].v, depth)
-            idx += 1
-    except _EncFail:
-        if values:
-            e.path.append(<object> kv[idx].k)
-        for j in range(done):
+        _enc_dict_items(e, o, kv, n, order, depth)
+    finally:
+        held = (<Py_ssize_t *> &kv[n])[0]
+        for j in range(held):
             Py_DECREF(<object> kv[j].k)
             Py_DECREF(<object> kv[j].v)
         if kv != stack_kv:
             free(kv)
-        raise
-    except BaseException:
-        for j in range(done):
-            Py_DECREF(<object> kv[j].k)
-            Py_DECREF(<object> kv[j].v)
-        if kv != stack_kv:
-            free(kv)
-        raise
-    for j in range(done):
-        Py_DECREF(<object> kv[j].k)
-        Py_DECREF(<object> kv[j].v)
-    if kv != stack_kv:
-        free(kv)
+            free(order)
     return 0
 
 
-cdef int _enc(_Enc e, object o, int depth) except -1:
-    cdef type t = type(o)
+cdef int _enc_other(_Enc e, object o, int depth) except -1:
+    # Subclasses and rarer types, after the exact-type fast path of _enc.
     cdef double d
-    # Exact types first (the common case), subclasses after.
-    if t is str:
-        return _enc_str(e, o)
-    if t is int:
-        return _enc_int(e, o)
-    if t is bytes:
-        e.head(2, <uint64_t> PyBytes_GET_SIZE(o))
-        return e.payload(<const uint8_t *> PyBytes_AS_STRING(o), <size_t> PyBytes_GET_SIZE(o))
-    if t is dict:
-        if depth >= AURA_DC_MAX_DEPTH:
-            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
-        return _enc_dict(e, o, depth + 1)
-    if t is list:
-        if depth >= AURA_DC_MAX_DEPTH:
-            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
-        return _enc_list(e, o, depth + 1)
-    if o is True or o is False or o is None:
-        if e.len + 1 > e.cap:
-            e.grow(1)
-        e.buf[e.len] = 0xf5 if o is True else (0xf4 if o is False else 0xf6)
-        e.len += 1
-        return 0
-    if t is float or PyFloat_Check(o):
+    if PyFloat_Check(o):
         d = PyFloat_AS_DOUBLE(o)
         if not isfinite(d):
-            raise _EncFail("NaN and Infinity are outside the data model")
+            e.fail("NaN and Infinity are outside the data model")
         if e.len + 9 > e.cap:
             e.grow(9)
         e.len += aura_dc_write_float(e.buf + e.len, d)
         return 0
-    if t is tuple:
-        if depth >= AURA_DC_MAX_DEPTH:
-            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
-        return _enc_tuple(e, o, depth + 1)
-    if t is _CID_TYPE or isinstance(o, _CID_TYPE):
+    if isinstance(o, CIDBase):
         return _enc_cid(e, o)
-    if t is bytearray or t is memoryview:
+    if type(o) is bytearray or type(o) is memoryview:
         return _enc_buffer(e, o)
     if PyUnicode_Check(o):
         return _enc_str(e, o)
@@ -460,13 +565,61 @@ cdef int _enc(_Enc e, object o, int depth) except -1:
         return _enc_buffer(e, o)
     if PyDict_Check(o) or PyList_Check(o) or PyTuple_Check(o):
         if depth >= AURA_DC_MAX_DEPTH:
-            raise _EncFail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+            e.fail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
         if PyDict_Check(o):
             return _enc_dict(e, o, depth + 1)
         if PyList_Check(o):
             return _enc_list(e, o, depth + 1)
         return _enc_tuple(e, o, depth + 1)
-    raise _EncFail(f"{t.__name__} is outside the DAG-CBOR data model")
+    e.fail(f"{type(o).__name__} is outside the DAG-CBOR data model")
+
+
+cdef int _enc(_Enc e, object o, int depth) except -1:
+    cdef type t = type(o)
+    # Exact types first (the common case), in the order facts use them.
+    if t is str:
+        return _enc_str(e, o)
+    if t is bytes:
+        e.head(2, <uint64_t> PyBytes_GET_SIZE(o))
+        return e.payload(<const uint8_t *> PyBytes_AS_STRING(o), <size_t> PyBytes_GET_SIZE(o))
+    if t is int:
+        return _enc_int(e, o)
+    if t is dict:
+        if depth >= AURA_DC_MAX_DEPTH:
+            e.fail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        return _enc_dict(e, o, depth + 1)
+    if t is list:
+        if depth >= AURA_DC_MAX_DEPTH:
+            e.fail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        return _enc_list(e, o, depth + 1)
+    if o is None:
+        return e.byte(0xf6)
+    if o is True:
+        return e.byte(0xf5)
+    if o is False:
+        return e.byte(0xf4)
+    if t is tuple:
+        if depth >= AURA_DC_MAX_DEPTH:
+            e.fail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")
+        return _enc_tuple(e, o, depth + 1)
+    if t is _CID_TYPE:
+        return _enc_cid(e, o)
+    return _enc_other(e, o, depth)
+
+
+cdef inline int _enc_item(_Enc e, PyObject *v, int depth) except -1:
+    # The leaves facts are made of, inline; everything else through _enc.
+    cdef PyObject *t = <PyObject *> Py_TYPE(<object> v)
+    cdef Py_ssize_t n
+    if t == <PyObject *> bytes:
+        n = PyBytes_GET_SIZE(<object> v)
+        e.head(2, <uint64_t> n)
+        return e.payload(<const uint8_t *> PyBytes_AS_STRING(<object> v), <size_t> n)
+    if t == <PyObject *> str:
+        return _enc_str(e, <object> v)
+    if t == <PyObject *> int:
+        return _enc_int(e, <object> v)
+    return _enc(e, <object> v, depth)
 
 
 cdef int _run(_Enc e, object obj) except -1:
@@ -533,6 +686,7 @@ cdef bytes _digest(object obj, int alg):
     try:
         aura_dc_sink_init(&e.sink, alg)
         e.sinking = True
+        e.strong = True
         _run(e, obj)
         e.flush()
         aura_dc_sink_final(&e.sink, out)
@@ -546,8 +700,6 @@ def digest(obj, str hash="sha2-256"):
     return _digest(obj, _hash_alg(hash))
 
 
-cdef bytes _CID_SHA256_PREFIX = b"\x01\x71\x12\x20"
-cdef bytes _CID_BLAKE2B_PREFIX = b"\x01\x71\xa0\xe4\x02\x20"
 
 
 def cid(obj, str hash="sha2-256"):
@@ -555,8 +707,8 @@ def cid(obj, str hash="sha2-256"):
     cdef int alg = _hash_alg(hash)
     cdef bytes d = _digest(obj, alg)
     if alg == AURA_DC_HASH_SHA256:
-        return _CID_FROM_RAW(_CID_SHA256_PREFIX + d)
-    return _CID_FROM_RAW(_CID_BLAKE2B_PREFIX + d)
+        return _new_cid(b"\x01\x71\x12\x20" + d)
+    return _new_cid(b"\x01\x71\xa0\xe4\x02\x20" + d)
 
 
 # ---- decoder -------------------------------------------------------------------------------
@@ -716,7 +868,7 @@ cdef object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
     if aura_dc_cid_check(p + at, <size_t> kl, &bad) != AURA_DC_OK:
         raise UnsupportedError("tag 42 payload is not 0x00 + a valid binary CID", at + bad)
     pos[0] = at + <size_t> kl
-    return _CID_FROM_RAW(PyBytes_FromStringAndSize(<const char *> p + at + 1,
+    return _new_cid(PyBytes_FromStringAndSize(<const char *> p + at + 1,
                                                    <Py_ssize_t> kl - 1))
 
 

@@ -16,6 +16,7 @@ import base64
 import hashlib
 from typing import Final
 
+from ._dagcbor import CIDBase, _register_cid_type
 from .errors import CIDError
 
 __all__ = ["CID", "DAG_CBOR", "RAW", "DAG_PB", "SHA2_256", "BLAKE2B_256", "HASH_CODES"]
@@ -106,10 +107,14 @@ def _b32decode(text: str) -> bytes:
         raise CIDError(f"invalid base32: {exc}") from None
 
 
-class CID:
-    """A content identifier.  Immutable; compares, hashes and orders by its binary form."""
+class CID(CIDBase):
+    """A content identifier.  Immutable; compares, hashes and orders by its binary form.
 
-    __slots__ = ("_raw", "_fields")
+    Its storage (``_raw``, the binary CID; ``_fields``, parsed lazily) lives in the compiled
+    base class so the DAG-CBOR walkers create and read CIDs without running Python code.
+    """
+
+    __slots__ = ()
 
     _raw: bytes
     _fields: tuple[int, int, int, bytes] | None
@@ -133,7 +138,7 @@ class CID:
     @classmethod
     def _from_raw(cls, raw: bytes) -> CID:
         """Trusted constructor for an already validated binary CID (the decoder's)."""
-        self = object.__new__(cls)
+        self = CIDBase.__new__(cls)
         self._raw = raw
         self._fields = None
         return self
@@ -267,3 +272,6 @@ class CID:
 
     def __reduce__(self) -> tuple[object, tuple[bytes]]:
         return (CID.decode, (self._raw,))
+
+
+_register_cid_type(CID)
