@@ -1,0 +1,346 @@
+"""Anti-entropy sync: reconciliation correctness and cost, wire codec, hostile peers, retries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aura_core import dagcbor
+from aura_core.errors import ProtocolError, SyncError
+from aura_core.journal import JournalStore, fact_hash
+from aura_core.journal.reconcile import (
+    FLAG_DIGEST,
+    FLAG_FIN,
+    Limits,
+    SortedIds,
+    Split,
+    SyncMessage,
+    decode_message,
+    encode_message,
+)
+from aura_core.journal.sync import (
+    AllCompleted,
+    AntiEntropy,
+    DigestExchanged,
+    PeerCompleted,
+    PeerFailed,
+    Pulling,
+    Pushing,
+    RetryPolicy,
+    Started,
+    SyncPhase,
+    SyncPlan,
+    SyncSession,
+)
+
+CTX = bytes(range(16))
+
+
+def fact(i: int) -> bytes:
+    return dagcbor.encode({"n": i, "v": "x"})
+
+
+def store_with(ids) -> JournalStore:
+    s = JournalStore()
+    s.merge(CTX, [fact(i) for i in ids])
+    return s
+
+
+def events(session):
+    out = []
+    while (e := session.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+def pump(a: JournalStore, b: JournalStore, limits: Limits = Limits()):
+    sa = SyncSession(a.view(CTX), "B", initiator=True, limits=limits)
+    sb = SyncSession(b.view(CTX), "A", initiator=False, limits=limits)
+    sa.start()
+    for _ in range(10_000):
+        moved = False
+        for d in sa.data_to_send():
+            sb.receive(d)
+            moved = True
+        for d in sb.data_to_send():
+            sa.receive(d)
+            moved = True
+        if not moved:
+            break
+    return sa, sb
+
+
+# -- two replicas --------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(0, 400), max_size=300), st.sets(st.integers(0, 400), max_size=300))
+def test_two_journals_converge_to_the_union(xs, ys):
+    a, b = store_with(xs), store_with(ys)
+    sa, sb = pump(a, b)
+    assert sa.done and sb.done and not sa.failed and not sb.failed
+    assert a.digest(CTX) == b.digest(CTX) == store_with(xs | ys).digest(CTX)
+    assert a.hashes(CTX) == b.hashes(CTX)
+    assert sa.stats.facts_pushed + sb.stats.facts_pushed == len(xs ^ ys)  # nothing sent twice
+
+
+def test_plans_and_events():
+    cases = [((range(50), range(50)), SyncPlan.EQUAL, SyncPlan.EQUAL),
+             ((range(50), range(40)), SyncPlan.REMOTE_BEHIND, SyncPlan.LOCAL_BEHIND),
+             ((range(40), range(50)), SyncPlan.LOCAL_BEHIND, SyncPlan.REMOTE_BEHIND),
+             ((range(0, 50), range(5, 55)), SyncPlan.DIVERGED, SyncPlan.DIVERGED)]
+    for (xa, xb), pa, pb in cases:
+        sa, sb = pump(store_with(xa), store_with(xb))
+        assert (sa.stats.plan, sb.stats.plan) == (pa, pb)
+        ev = events(sa)
+        assert isinstance(ev[0], Started) and isinstance(ev[1], DigestExchanged)
+        assert ev[1].plan == pa and isinstance(ev[-1], PeerCompleted)
+        kinds = {type(e) for e in ev}
+        assert (Pushing in kinds) == (pa in (SyncPlan.REMOTE_BEHIND, SyncPlan.DIVERGED))
+        assert (Pulling in kinds) == (pa in (SyncPlan.LOCAL_BEHIND, SyncPlan.DIVERGED))
+
+
+def test_cost_grows_with_difference_not_size():
+    base = range(20_000)
+    a = store_with(base)
+    results = {}
+    for d in (1, 100):
+        drop = set(random.Random(d).sample(range(20_000), d))
+        b = store_with(i for i in base if i not in drop)
+        sa, sb = pump(a, b)
+        assert a.digest(CTX) == b.digest(CTX)
+        results[d] = (sa.stats.round_trips, sa.stats.bytes_sent + sb.stats.bytes_sent)
+    fact_bytes = len(fact(1)) + 1
+    rt1, bytes1 = results[1]
+    assert rt1 == 1 and bytes1 - fact_bytes < 200
+    rt100, bytes100 = results[100]
+    assert rt100 <= 3 and (bytes100 - 100 * fact_bytes) / 100 < 200
+
+
+def test_range_pushes_are_paged_within_message_limits():
+    a, b = store_with(range(3000)), JournalStore()
+    lim = Limits(max_facts=100, out_message_bytes=4000)
+    sa, sb = pump(a, b, lim)
+    assert a.digest(CTX) == b.digest(CTX)
+    assert sa.stats.messages_sent > 3000 * len(fact(1)) // 4000
+
+
+def test_sorted_ids_sums_and_search():
+    hs = sorted({fact_hash(fact(i)) for i in range(1000)})
+    ids = SortedIds(b"".join(hs))
+    for i, j in [(0, 0), (0, 1000), (3, 700), (64, 128), (999, 1000)]:
+        assert ids.prefix_sum(j) - ids.prefix_sum(i) == sum(int.from_bytes(h, "big") for h in hs[i:j])
+    assert ids.contains(hs[10]) and not ids.contains(b"\0" * 32)
+    assert ids.index(int.from_bytes(hs[5], "big")) == 5
+    assert ids.find_low(0, 1000, int.from_bytes(hs[77][16:], "big")) == hs[77]
+
+
+# -- wire codec ----------------------------------------------------------------------------
+
+messages = st.builds(
+    SyncMessage,
+    flags=st.sampled_from([0, 2, 4, 6]),
+    splits=st.lists(st.builds(lambda k, b, cells: Split(k, (1 << k) - 1 if k else 0, b, cells[: 1 << b] + [(0, 0)] * ((1 << b) - len(cells[: 1 << b]))),
+                              st.integers(0, 40), st.integers(1, 3),
+                              st.lists(st.tuples(st.integers(1, 10**6), st.integers(0, (1 << 128) - 1)), max_size=8)),
+                    max_size=3),
+    facts=st.lists(st.binary(min_size=1, max_size=40), max_size=4),
+    want_ids=st.lists(st.tuples(st.integers(0, 128), st.binary(min_size=32, max_size=32)), max_size=3),
+    want_keys=st.lists(st.tuples(st.just(8), st.integers(0, 255), st.integers(0, (1 << 128) - 1)), max_size=3),
+    want_ranges=st.lists(st.tuples(st.just(3), st.integers(0, 7)), max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages)
+def test_codec_roundtrip(m):
+    data = encode_message(m)
+    back = decode_message(data)
+    assert encode_message(back) == data
+    assert back.splits == m.splits and back.facts == m.facts and back.want_ids == m.want_ids
+    # every truncation is either rejected or is itself a shorter valid message
+    for cut in range(len(data)):
+        try:
+            short = decode_message(data[:cut])
+        except ProtocolError:
+            continue
+        assert encode_message(short) == data[:cut]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_codec_random_bytes_raise_only_protocol_error(data):
+    try:
+        decode_message(b"\x01\x00" + data)
+        decode_message(data)
+    except ProtocolError:
+        pass
+
+
+def test_codec_rejects_noncanonical_and_oversize():
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x02\x00")  # unknown version
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x80")  # unknown flag
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00\x02\x80\x00")  # non-minimal varint
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00\x05\x01\x02")  # prefix 2 does not fit in 1 bit
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00\x01\x00\x0d" + b"\x00" * 8192)  # fan-out 2^13
+    big = encode_message(SyncMessage(facts=[b"x"] * 20))
+    with pytest.raises(ProtocolError):
+        decode_message(big, Limits(max_facts=10))
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00" + b"\x05\x00" * 10, Limits(max_wants=5))
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00" + b"\x00" * 100, Limits(max_message_bytes=50))
+
+
+# -- hostile peers -------------------------------------------------------------------------
+
+def responder(store, limits=Limits()):
+    return SyncSession(store.view(CTX), "evil", initiator=False, limits=limits)
+
+
+def test_garbage_fails_the_session_without_touching_the_journal():
+    s = store_with(range(10))
+    before = s.digest(CTX)
+    for junk in [b"", b"\x01", b"\xff" * 50, b"\x01\x00\x02\x05"]:
+        r = responder(s)
+        r.receive(junk)
+        assert r.failed and isinstance(r.error, SyncError)
+        assert r.error.phase is SyncPhase.DIGEST_EXCHANGE and r.error.peer == "evil"
+        assert r.data_to_send() == []
+    assert s.digest(CTX) == before and s.integrity_check() == "ok"
+
+
+def test_invalid_facts_are_dropped_and_counted():
+    s = store_with(range(10))
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=0, total=0)))
+    bad = [b"\x18\x01", fact(99) + b"\x00", b"\xa1\x61a\x01\x61a\x02"]  # noncanonical, trailing, dup keys
+    r.receive(encode_message(SyncMessage(flags=FLAG_FIN, facts=bad + [fact(100)])))
+    assert r.done and not r.failed
+    assert r.stats.facts_rejected == 3 and r.stats.facts_inserted == 1
+    assert s.digest(CTX) == s.recompute_digest(CTX) and s.digest(CTX).count == 11
+
+
+def test_other_context_and_lying_digest():
+    s = store_with(range(10))
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=bytes(16), count=10, total=5)))
+    assert r.failed and r.error.phase is SyncPhase.DIGEST_EXCHANGE
+    # a digest that lies (count 11, random sum): we answer, never store anything unverified
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=11, total=12345)))
+    out = r.data_to_send()
+    assert len(out) == 1 and not r.failed
+    r.receive(encode_message(SyncMessage(flags=FLAG_FIN)))
+    assert r.done and s.digest(CTX).count == 10
+
+
+def test_pending_work_is_bounded():
+    s = store_with(range(10))
+    lim = Limits(max_pending=50)
+    r = responder(s, lim)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=10, total=1)))
+    r.data_to_send()
+    for _ in range(3):
+        r.receive(encode_message(SyncMessage(want_ranges=[(6, i) for i in range(40)])))
+        r.data_to_send()
+        if r.failed:
+            break
+    # answering is paged, but the queue cannot grow past the bound
+    assert len(r._rec.push_ranges) <= 50 or r.failed
+
+
+def test_fin_with_requests_is_a_protocol_error():
+    s = store_with(range(3))
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_FIN, want_ranges=[(0, 0)])))
+    assert r.failed and r.error.phase is SyncPhase.PLAN_REQUEST
+
+
+# -- coordinator ---------------------------------------------------------------------------
+
+class FixedRand:
+    def __init__(self, byte: int) -> None:
+        self.byte = byte
+
+    def __call__(self, n: int) -> bytes:
+        return bytes([self.byte]) * n
+
+
+def test_backoff_with_jitter_and_give_up():
+    pol = RetryPolicy(base=1.0, factor=2.0, max_delay=8.0, max_attempts=4)
+    lo, hi = FixedRand(0), FixedRand(255)
+    assert [pol.delay(a, lo) for a in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert all(pol.delay(a, hi) < min(8.0, 2 ** (a - 1)) for a in (1, 2, 3, 4, 5))
+    j = AntiEntropy(store_with(range(3)).view(CTX), ["p"], policy=pol, rand=lo)
+    now = 0.0
+    for attempt in range(1, 5):
+        assert j.due(now) == ["p"]
+        s = j.begin("p")
+        s.abort("timeout")
+        j.end("p", s, now)
+        ev = j.next_event()
+        assert isinstance(ev, PeerFailed) and ev.error.peer == "p"
+        assert ev.error.phase is SyncPhase.DIGEST_EXCHANGE
+        if attempt < 4:
+            assert ev.retry_at == now + pol.delay(attempt, lo)
+            assert j.due(now) == []
+            now = ev.retry_at
+        else:
+            assert ev.retry_at is None
+    assert isinstance(j.next_event(), AllCompleted)
+    assert j.due(now + 1000) == []  # gave up until the next round
+    j.start_round(now + 1000)
+    assert j.due(now + 1000) == ["p"]
+
+
+def test_propagation_status():
+    a = JournalStore()
+    peers = {"b": JournalStore(), "c": JournalStore()}
+    ae = AntiEntropy(a.view(CTX), peers, rand=FixedRand(7))
+    [cid] = a.append(CTX, [fact(1)])
+    h = fact_hash(fact(1))
+    ae.note_local([h])
+    assert ae.propagation(h).state == "Local"
+    ae.start_round(0.0)
+    for name in ae.due(0.0):
+        s = ae.begin(name)
+        r = SyncSession(peers[name].view(CTX), "a", initiator=False)
+        if name == "c":
+            s.abort("partition")
+        for _ in range(20):
+            for d in s.data_to_send():
+                r.receive(d)
+            for d in r.data_to_send():
+                s.receive(d)
+        ae.end(name, s, 0.0)
+        p = ae.propagation(h)
+        if name == "b":
+            assert (p.state, p.peers_reached, p.peers_known) == ("Syncing", 1, 2)
+        else:
+            assert p.state == "Failed" and p.retry_count == 1 and p.retry_at is not None
+            assert p.error == "sync failed"  # generic: no detail leaks into status
+    t = ae.next_timer()
+    [name] = ae.due(t)
+    s = ae.begin(name)
+    r = SyncSession(peers[name].view(CTX), "a", initiator=False)
+    for _ in range(20):
+        for d in s.data_to_send():
+            r.receive(d)
+        for d in r.data_to_send():
+            s.receive(d)
+    ae.end(name, s, t)
+    assert ae.propagation(h).state == "Complete"
+    assert peers["b"].digest(CTX) == peers["c"].digest(CTX) == a.digest(CTX)
+    kinds = []
+    while (e := ae.next_event()) is not None:
+        kinds.append(type(e))
+    assert kinds == [PeerFailed, AllCompleted]
