@@ -826,6 +826,50 @@ cdef class DatagramSession(_Session):
             PyMem_Free(lens)
             PyMem_Free(offs)
 
+    def open_batch_packed(self, data, offsets, now=None):
+        """Like :meth:`open_batch` for datagrams packed in one buffer (as ``seal_batch`` returns
+        them, or as a recvmmsg loop fills one): datagram i is ``data[offsets[i]:offsets[i+1]]``."""
+        cdef Py_buffer d
+        cdef Py_ssize_t n = len(offsets) - 1, i
+        cdef const uint8_t **ptrs
+        cdef size_t *lens
+        cdef size_t *offs
+        cdef size_t lo, hi, prev = 0
+        cdef uint8_t *obuf
+        cdef int8_t *sbuf
+        if n < 0:
+            raise InvalidValue("offsets needs at least one entry")
+        self._enter(now)
+        _buf(data, &d)
+        ptrs = <const uint8_t **> PyMem_Malloc(max(n, 1) * sizeof(void *))
+        lens = <size_t *> PyMem_Malloc(max(n, 1) * sizeof(size_t))
+        offs = <size_t *> PyMem_Malloc((n + 1) * sizeof(size_t))
+        try:
+            if not (ptrs and lens and offs):
+                raise MemoryError()
+            for i in range(n):
+                lo = offsets[i]
+                hi = offsets[i + 1]
+                if lo < prev or hi < lo or hi > <size_t> d.len:
+                    raise InvalidValue("offsets must be non-decreasing and inside the buffer")
+                prev = lo
+                ptrs[i] = <const uint8_t *> d.buf + lo
+                lens[i] = hi - lo
+            out = PyBytes_FromStringAndSize(NULL, d.len)
+            status = PyBytes_FromStringAndSize(NULL, n)
+            obuf = <uint8_t *> _PBS(<PyObject *> out)
+            sbuf = <int8_t *> _PBS(<PyObject *> status)
+            self.busy = 1
+            with nogil:
+                noise_dgram_open_batch(&self.s, n, ptrs, lens, obuf, offs, sbuf)
+            self.busy = 0
+            return out, [offs[i] for i in range(n + 1)], status
+        finally:
+            PyMem_Free(ptrs)
+            PyMem_Free(lens)
+            PyMem_Free(offs)
+            PyBuffer_Release(&d)
+
     def __repr__(self):
         return (f"DatagramSession(local={self.s.local_index}, remote={self.s.remote_index}, "
                 f"sent={self.s.send.n})")

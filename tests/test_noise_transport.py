@@ -234,6 +234,17 @@ def test_datagram_batches(backend):
     # single-frame and batch share one nonce sequence
     assert b.open(a.seal(b"after")) == b"after"
     assert a.send_nonce == 51
+    # packed form: the seal_batch output opens as is
+    buf2, offs2 = a.seal_batch(payloads[:10])
+    out3, o3, st3 = b.open_batch_packed(buf2, offs2)
+    assert st3 == bytes(10)
+    assert [out3[o3[n]:o3[n + 1]] for n in range(10)] == payloads[:10]
+    with pytest.raises(InvalidValue):
+        b.open_batch_packed(buf2, [0, len(buf2) + 1])
+    with pytest.raises(InvalidValue):
+        b.open_batch_packed(buf2, [5, 2])
+    with pytest.raises(InvalidValue):
+        b.open_batch_packed(buf2, [])
     empty, eo, es = b.open_batch([])
     assert (empty, eo, es) == (b"", [0], b"")
 
