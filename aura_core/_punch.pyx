@@ -96,6 +96,11 @@ cdef extern from "aura_punch.h":
     long aura_punch_bench_sendmmsg(int fd, const sockaddr_storage *to, socklen_t tolen,
                                    size_t pkt_len, size_t count) nogil
     long aura_punch_bench_recvmmsg(int fd, size_t pkt_len, size_t count, int64_t timeout_ns) nogil
+    long aura_punch_bench_send_many(int fd, const sockaddr_storage *to, socklen_t tolen,
+                                    const uint8_t *buf, size_t pkt_len, size_t count) nogil
+    long aura_punch_bench_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len,
+                                 size_t n) nogil
+    long aura_punch_bench_blake2b(const uint8_t *pkt, const uint8_t *key, size_t n) nogil
 
 cdef extern from "aura_common.h":
     void aura_wipe(void *p, size_t n) nogil
@@ -267,8 +272,9 @@ cdef class Engine:
     def run(self, int fd, *, bint send=True, double interval=0.05, double timeout=1.0,
             size_t stop_after=1, size_t max_events=64):
         """The punch loop (GIL released): bursts every ``interval`` s (if ``send``), receive and
-        validate until ``timeout`` s or ``stop_after`` accepted punches.  Returns a list of
-        ``(peer_id, flags, seq, (host, port), elapsed_s)``."""
+        validate until ``timeout`` s or ``stop_after`` accepted punches (0: run to the timeout).
+        Returns the first ``max_events`` accepted as ``(peer_id, flags, seq, (host, port),
+        elapsed_s)``; ``stats()["ok"]`` counts them all."""
         if interval <= 0 or timeout < 0:
             raise InvalidValue("interval must be > 0 and timeout >= 0")
         cdef aura_punch_event *evs = <aura_punch_event *> calloc(max_events if max_events else 1,
@@ -285,7 +291,7 @@ cdef class Engine:
             if r < 0:
                 raise TransportError("punch loop failed (bad socket?)")
             out = []
-            for j in range(<size_t> r):
+            for j in range(min(<size_t> r, max_events)):
                 out.append((self._ids[evs[j].peer], evs[j].flags, evs[j].seq,
                             _from_sockaddr(&evs[j].from_), evs[j].elapsed_ns / 1e9))
             return out
@@ -301,6 +307,15 @@ cdef class Engine:
         if v != AURA_PUNCH_OK:
             return VERDICTS[v], None
         return "ok", (self._ids[peer], f.seq, f.flags)
+
+    def _bench_accept(self, const uint8_t[::1] pkt, size_t n):
+        """n validations of one packet (full tag check each time); for the benchmarks."""
+        cdef long r
+        if pkt.shape[0] == 0:
+            raise InvalidValue("empty packet")
+        with nogil:
+            r = aura_punch_bench_accept(&self.e, &pkt[0], pkt.shape[0], n)
+        return r
 
     def stats(self):
         cdef int j
@@ -330,4 +345,31 @@ def _bench_recvmmsg(int fd, size_t pkt_len, size_t count, double timeout):
         r = aura_punch_bench_recvmmsg(fd, pkt_len, count, to)
     if r < 0:
         raise TransportError("recvmmsg failed")
+    return r
+
+
+def _bench_send_many(int fd, str host, int port, const uint8_t[::1] packets, size_t pkt_len):
+    """Send a buffer of back-to-back packets of pkt_len bytes with sendmmsg (a feeder)."""
+    cdef sockaddr_storage to
+    cdef socklen_t tl = _to_sockaddr(host, port, &to)
+    cdef size_t count = packets.shape[0] // pkt_len if pkt_len else 0
+    cdef long r
+    if count == 0:
+        return 0
+    with nogil:
+        r = aura_punch_bench_send_many(fd, &to, tl, &packets[0], pkt_len, count)
+    if r < 0:
+        raise TransportError("sendmmsg failed")
+    return r
+
+
+def _bench_blake2b(const uint8_t[::1] pkt, key, size_t n):
+    """n raw keyed BLAKE2b-128 tags over the first 60 bytes of pkt (the validation floor)."""
+    cdef bytes k = _exact(key, AURA_PUNCH_KEY_LEN, "punch key")
+    cdef const uint8_t *kp = k
+    cdef long r
+    if pkt.shape[0] < 60:
+        raise InvalidValue("packet shorter than 60 bytes")
+    with nogil:
+        r = aura_punch_bench_blake2b(&pkt[0], kp, n)
     return r

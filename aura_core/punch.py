@@ -126,7 +126,8 @@ class PunchEngine:
     def run(self, fd: int, *, send: bool = True, interval: float = 0.05, timeout: float = 1.0,
             stop_after: int = 1, max_events: int = 64) -> list[PunchEvent]:
         """Punch every ``interval`` s and collect authenticated punches until ``timeout`` s or
-        ``stop_after`` of them (0: run to the timeout).  Blocks without the GIL."""
+        ``stop_after`` of them (0: run to the timeout); returns the first ``max_events`` (all are
+        counted in ``stats()["ok"]``).  Blocks without the GIL."""
         if stop_after < 0 or max_events < 0:
             raise InvalidValue("stop_after and max_events are >= 0")
         return [PunchEvent(p, seq, bool(flags & FLAG_ACK), src, t)

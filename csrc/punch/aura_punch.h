@@ -118,7 +118,8 @@ int aura_punch_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len, aura
 long aura_punch_send_burst(aura_punch_engine *e, int fd, uint8_t flags);
 
 /* The punch loop: every interval_ns send a burst (if send), otherwise poll + recvmmsg + validate
- * until timeout_ns elapses or stop_after events were accepted.  Returns number of events or < 0.
+ * until timeout_ns elapses or stop_after punches were accepted (0: no early stop).  Returns the
+ * number accepted (only the first max_events are stored in events) or < 0.
  * Non-punch datagrams read from the socket are counted (NOT_PUNCH) and dropped. */
 long aura_punch_run(aura_punch_engine *e, int fd, int send, int64_t interval_ns, int64_t timeout_ns,
                     size_t stop_after, aura_punch_event *events, size_t max_events);
@@ -127,5 +128,11 @@ long aura_punch_run(aura_punch_engine *e, int fd, int send, int64_t interval_ns,
 long aura_punch_bench_sendmmsg(int fd, const struct sockaddr_storage *to, socklen_t tolen,
                                size_t pkt_len, size_t count);
 long aura_punch_bench_recvmmsg(int fd, size_t pkt_len, size_t count, int64_t timeout_ns);
+long aura_punch_bench_send_many(int fd, const struct sockaddr_storage *to, socklen_t tolen,
+                                const uint8_t *buf, size_t pkt_len, size_t count);
+/* n validations of one packet through the engine (tag, lookup, replay window); returns n. */
+long aura_punch_bench_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len, size_t n);
+/* n raw keyed BLAKE2b-128 tags over the 60 tagged bytes: the validation cost floor. */
+long aura_punch_bench_blake2b(const uint8_t *pkt, const uint8_t *key, size_t n);
 
 #endif
