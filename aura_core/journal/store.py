@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -143,13 +144,14 @@ class JournalStore:
         ctx: object,
         bodies: Iterable[bytes],
         *,
-        ack_tracked: bool = False,
+        ack_tracked: bool | AbstractSet[bytes] = False,
         strict: bool = False,
         trusted: bool = False,
     ) -> MergeResult:
         """Union ``bodies`` into the context's fact set in one transaction.
 
-        Invalid facts are dropped and counted (``strict`` raises instead).  ``trusted`` skips the
+        ``ack_tracked`` flags every fact, or (a set) those bodies in it.  Invalid facts are
+        dropped and counted (``strict`` raises instead).  ``trusted`` skips the
         DAG-CBOR validator (bodies the caller itself encoded), never the size limit.
         """
         c = _ctx(ctx)
@@ -181,8 +183,11 @@ class JournalStore:
                 batch[h] = body
         if not batch:
             return result
-        ack = 1 if ack_tracked else 0
-        rows = [(c, h, b, ack) for h, b in batch.items()]
+        if isinstance(ack_tracked, bool):
+            ack = 1 if ack_tracked else 0
+            rows = [(c, h, b, ack) for h, b in batch.items()]
+        else:  # the set of bodies that are ack-tracked
+            rows = [(c, h, b, 1 if b in ack_tracked else 0) for h, b in batch.items()]
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
