@@ -120,6 +120,7 @@ def run_corpus(items: Iterable[bytes]) -> int:
 def main() -> None:  # pragma: no cover - needs atheris
     import atheris
 
+    atheris.instrument_all()  # Python-side coverage; the C is covered by the sanitizer build
     t = Target()
     atheris.Setup(sys.argv, t.one_input)
     atheris.Fuzz()
