@@ -493,7 +493,7 @@ cdef class HandshakeState:
     def set_psk(self, psk):
         """Set the PSK before the message that uses it (IKpsk2: message 2)."""
         cdef bytes pk = _key32(psk, "PSK")
-        if self.hs.step >= 2 or (self.hs.initiator and self.hs.step >= 2):
+        if self.hs.step >= 2:  # both roles use the psk token while processing message 2
             raise UsageError("the PSK was already used")
         memcpy(self.hs.psk, <const uint8_t *> pk, 32)
         self.psk_set = True
