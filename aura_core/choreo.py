@@ -169,6 +169,12 @@ class Monitor:
         self.local = local
         self._pos = 0
 
+    def copy(self) -> Monitor:
+        """An independent monitor at the same position (to start many runs from a template)."""
+        m = Monitor(self.local)
+        m._pos = self._pos
+        return m
+
     @property
     def done(self) -> bool:
         return self._pos == len(self.local.actions)

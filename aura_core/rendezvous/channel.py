@@ -81,7 +81,7 @@ class AgreementMode(str, Enum):
     A3 = "A3"  # finalized by consensus: commit evidence merged
 
 
-def _monitor_after_descriptors(role: str) -> Monitor:
+def _template_after_descriptors(role: str) -> Monitor:
     """A RendezvousExchange monitor positioned after the descriptor offer/answer steps."""
     m = RENDEZVOUS_EXCHANGE.monitor(role)
     other = _RESPONDER if role == _INITIATOR else _INITIATOR
@@ -94,11 +94,18 @@ def _monitor_after_descriptors(role: str) -> Monitor:
     return m
 
 
+_TEMPLATES: Final = {r: _template_after_descriptors(r) for r in (_INITIATOR, _RESPONDER)}
+
+
+def _monitor_after_descriptors(role: str) -> Monitor:
+    return _TEMPLATES[role].copy()
+
+
 class Handshaker:
     """One channel handshake, initiator or responder (see the module docstring)."""
 
     __slots__ = ("role", "identity", "context_id", "epoch", "deadline", "state", "peer",
-                 "monitor", "outcome", "_hs", "_offer")
+                 "monitor", "outcome", "_hs", "_offer", "_channel_id")
 
     def __init__(self, role: str, hs: AuraHandshake, identity: IdentityKey, context_id: ContextId,
                  epoch: int, offer: Offer, peer: PublicIdentity | None, now: int,
@@ -114,6 +121,7 @@ class Handshaker:
         self.outcome: Compatible | Incompatible | None = None
         self._hs = hs
         self._offer = offer
+        self._channel_id: bytes | None = None
 
     @classmethod
     def initiator(cls, identity: IdentityKey, peer: PublicIdentity, context_key: ContextKey,
@@ -193,7 +201,10 @@ class Handshaker:
 
     @property
     def channel_id(self) -> bytes:
-        return self._hs.channel_id.digest
+        cid = self._channel_id
+        if cid is None:
+            cid = self._channel_id = self._hs.channel_id.digest
+        return cid
 
     def build_channel(self, now: int) -> SecureChannel:
         """The channel of a completed, version-compatible handshake (VersionError otherwise)."""

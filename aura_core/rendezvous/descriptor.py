@@ -40,6 +40,7 @@ from nacl import bindings as _nacl
 from nacl.exceptions import CryptoError as _NaclCryptoError
 
 from .. import dagcbor
+from .._sodium import random_bytes as _sodium_random_bytes
 from ..errors import CodecError, DescriptorError, InvalidValue, SignatureError
 from ..hashing import ContextKey, Tag, hash32
 from ..ids import AuthorityId, ContextId
@@ -57,8 +58,7 @@ __all__ = [
 
 
 def _default_rand(n: int) -> bytes:
-    from .._sodium import random_bytes
-    return random_bytes(n)
+    return _sodium_random_bytes(n)
 
 
 DEFAULT_RAND: Final[Callable[[int], bytes]] = _default_rand

@@ -58,10 +58,13 @@ class RendezvousFact:
     @staticmethod
     def channel_established(ctx: ContextId, initiator: AuthorityId, responder: AuthorityId,
                             channel_id: bytes, epoch: int) -> dict[str, Any]:
-        fact = {"kind": KIND_CHANNEL_ESTABLISHED, "v": FACT_VERSION, "ctx": bytes(ctx),
+        if (type(ctx) is not ContextId or type(initiator) is not AuthorityId
+                or type(responder) is not AuthorityId or type(channel_id) is not bytes
+                or len(channel_id) != 32 or type(epoch) is not int or not 0 <= epoch <= _MAX_U64):
+            raise DescriptorError(f"{KIND_CHANNEL_ESTABLISHED}: bad field")
+        return {"kind": KIND_CHANNEL_ESTABLISHED, "v": FACT_VERSION, "ctx": bytes(ctx),
                 "initiator": bytes(initiator), "responder": bytes(responder),
-                "channel_id": bytes(channel_id), "epoch": epoch}
-        return RendezvousFact.check(fact)
+                "channel_id": channel_id, "epoch": epoch}
 
     @staticmethod
     def kind_of(fact: object) -> str:

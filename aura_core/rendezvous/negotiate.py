@@ -62,6 +62,26 @@ def capability_names(bits: int) -> frozenset[str]:
 def make_offer(epoch: int, *, version: str = PROTOCOL_VERSION,
                min_version: str = MIN_PROTOCOL_VERSION,
                capabilities: Iterable[str] = DEFAULT_CAPABILITIES) -> Offer:
+    if (version is PROTOCOL_VERSION and min_version is MIN_PROTOCOL_VERSION
+            and capabilities is DEFAULT_CAPABILITIES):
+        return _default_offer(epoch)
+    return _make_offer(epoch, version, min_version, tuple(capabilities))
+
+
+def _default_offer(epoch: int) -> Offer:
+    offer = _DEFAULT_OFFERS.get(epoch)
+    if offer is None:
+        if len(_DEFAULT_OFFERS) > 64:
+            _DEFAULT_OFFERS.clear()
+        offer = _DEFAULT_OFFERS[epoch] = _make_offer(epoch, PROTOCOL_VERSION,
+                                                     MIN_PROTOCOL_VERSION, DEFAULT_CAPABILITIES)
+    return offer
+
+
+_DEFAULT_OFFERS: dict[int, Offer] = {}
+
+
+def _make_offer(epoch: int, version: str, min_version: str, capabilities: tuple[str, ...]) -> Offer:
     bits = 0
     for name in capabilities:
         if name not in CAPABILITIES:
@@ -72,6 +92,19 @@ def make_offer(epoch: int, *, version: str = PROTOCOL_VERSION,
 
 def evaluate(local: Offer, remote: Offer, upgrade_url: str | None = None) -> Compatible | Incompatible:
     """Seed 002 §11.2 outcome of two offers; never raises for a version mismatch."""
+    key = (local, remote, upgrade_url)
+    hit = _OUTCOMES.get(key)
+    if hit is None:
+        if len(_OUTCOMES) > 256:  # offers are few in practice; bound the memo anyway
+            _OUTCOMES.clear()
+        hit = _OUTCOMES[key] = _evaluate(local, remote, upgrade_url)
+    return hit
+
+
+_OUTCOMES: dict[tuple[Offer, Offer, str | None], Compatible | Incompatible] = {}
+
+
+def _evaluate(local: Offer, remote: Offer, upgrade_url: str | None) -> Compatible | Incompatible:
     try:
         n = negotiate(local, remote)
     except VersionError as exc:
