@@ -26,7 +26,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.list cimport PyList_New, PyList_GET_SIZE, PyList_GET_ITEM, PyList_SET_ITEM
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
-from cpython.dict cimport PyDict_New, PyDict_SetItem, PyDict_Next, PyDict_Size
+from cpython.dict cimport PyDict_New, PyDict_SetItem, PyDict_Next, PyDict_Size, PyDict_Copy
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
 from cpython.long cimport PyLong_FromUnsignedLongLong, PyLong_FromLongLong
 
@@ -56,6 +56,17 @@ cdef extern from "Python.h":
     bint PyTuple_Check(object o)
     bint PyFloat_Check(object o)
 
+cdef extern from *:
+    """
+    /* A dict sized for n entries up front (no resizes while the decoder fills it). */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define aura_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define aura_dict_presized(n) PyDict_New()
+    #endif
+    """
+    object aura_dict_presized(Py_ssize_t n)
+
 cdef extern from "dagcbor.h" nogil:
     enum:
         AURA_DC_MAX_DEPTH
@@ -76,6 +87,8 @@ cdef extern from "dagcbor.h" nogil:
     double aura_dc_bits_to_double(uint64_t bits)
     int aura_dc_bits_finite(uint64_t bits)
     int aura_dc_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+    int aura_dc_eq_short(const uint8_t *a, const uint8_t *b, size_t n)
+    uint32_t aura_dc_short_hash(const uint8_t *p, size_t n)
     size_t aura_dc_utf8_invalid_at(const uint8_t *p, size_t n)
     int aura_dc_is_ascii(const uint8_t *p, size_t n)
     int aura_dc_cid_check(const uint8_t *p, size_t n, size_t *bad)
@@ -718,34 +731,141 @@ def cid(obj, str hash="sha2-256"):
 cdef enum:
     KEY_CACHE = 1024
     KEY_CACHE_MAXLEN = 32
+    STR_CACHE_MAXLEN = 24
 cdef PyObject *_key_cache[KEY_CACHE]
 
 
-cdef inline object _key(const uint8_t *p, size_t n, size_t at):
+cdef PyObject *_str_cache[KEY_CACHE]
+
+# Map layouts: records of one kind carry the same keys in the same (canonical) order.  A layout
+# remembers them (interned str, referenced); while a map's keys match its layout byte for byte
+# they need no cache lookup and no order check (the layout's order was checked when made).
+cdef enum:
+    DLAYOUTS = 256
+    DLAYOUT_MAXKEYS = 24
+
+cdef struct DLayout:
+    Py_ssize_t n
+    PyObject *keys[DLAYOUT_MAXKEYS]
+
+cdef DLayout _dlayouts[DLAYOUTS]
+
+
+cdef inline int _key_order(const uint8_t *prev, size_t prevl, const uint8_t *k, size_t kl,
+                           size_t at) except -1:
+    cdef int c = aura_dc_key_cmp(prev, prevl, k, kl)
+    if c >= 0:
+        if c == 0:
+            raise NonCanonicalError("duplicate map key", at)
+        raise NonCanonicalError("map keys not in canonical order (length, then bytewise)", at)
+    return 0
+
+
+cdef inline object _short_str(const uint8_t *p, size_t n, size_t at, PyObject **table,
+                              bint intern):
+    # Short ASCII strings through a direct-mapped cache; misses decode and replace the slot.
+    # Only ASCII strings are cached, so a cached str's data are its UTF-8 bytes and a byte
+    # comparison decides a hit.
     cdef uint32_t h
-    cdef size_t i
     cdef PyObject *hit
     cdef object s
     cdef PyObject *raw
+    h = aura_dc_short_hash(p, n) & (KEY_CACHE - 1)
+    hit = table[h]
+    if hit != NULL and <size_t> PyUnicode_GET_LENGTH(<object> hit) == n and \
+            aura_dc_eq_short(<const uint8_t *> PyUnicode_DATA(<object> hit), p, n):
+        return <object> hit
+    if not aura_dc_is_ascii(p, n):
+        return _text(p, n, at)
+    s = PyUnicode_DecodeASCII(<const char *> p, <Py_ssize_t> n, NULL)
+    raw = <PyObject *> s
+    Py_INCREF(s)                        # this reference goes to the cache
+    if intern:
+        PyUnicode_InternInPlace(&raw)   # may swap raw for the interned twin (ref moved)
+        s = <object> raw
+    Py_XDECREF(table[h])
+    table[h] = raw
+    return s
+
+
+cdef inline object _key(const uint8_t *p, size_t n, size_t at):
+    # Map keys recur across records: a shared, interned str (hash cached) makes PyDict_SetItem
+    # and the caller's later lookups cheaper.
     if n <= KEY_CACHE_MAXLEN:
-        h = 2166136261u ^ <uint32_t> n
-        for i in range(n):
-            h = (h ^ p[i]) * 16777619u
-        h = (h ^ (h >> 15)) & (KEY_CACHE - 1)
-        hit = _key_cache[h]
-        if hit != NULL and <size_t> PyUnicode_GET_LENGTH(<object> hit) == n and \
-                memcmp(PyUnicode_DATA(<object> hit), p, n) == 0:
-            return <object> hit
-        if aura_dc_is_ascii(p, n):
-            s = PyUnicode_DecodeASCII(<const char *> p, <Py_ssize_t> n, NULL)
-            raw = <PyObject *> s
-            Py_INCREF(s)                    # this reference goes to the cache
-            PyUnicode_InternInPlace(&raw)   # may swap raw for the interned twin (ref moved)
-            s = <object> raw
-            Py_XDECREF(_key_cache[h])
-            _key_cache[h] = raw
-            return s
+        return _short_str(p, n, at, _key_cache, True)
     return _text(p, n, at)
+
+
+cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
+    # d: a just-decoded map (its keys in canonical order).
+    cdef Py_ssize_t i
+    cdef list keys = list(d)
+    for k in keys:
+        if not PyUnicode_IS_COMPACT_ASCII(k):
+            return 0            # layouts compare raw bytes with ASCII data: skip others
+    for i in range(lay.n):
+        Py_DECREF(<object> lay.keys[i])
+    lay.n = 0
+    for i in range(n):
+        Py_INCREF(keys[i])
+        lay.keys[i] = <PyObject *> keys[i]
+    lay.n = n
+    return 0
+
+
+cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, Py_ssize_t count):
+    cdef Py_ssize_t i
+    cdef size_t kstart, at, kl, prevl = 0
+    cdef const uint8_t *prev = NULL
+    cdef unsigned kmt = 0, kai = 0
+    cdef uint64_t kl64 = 0
+    cdef int rc
+    cdef DLayout *lay
+    cdef bint match, hit
+    cdef PyObject *cand
+    cdef object key, val, d
+    if count == 0:
+        return PyDict_New()
+    # Layout slot from the count and the first key's bytes (peeked: checked again below).
+    lay = &_dlayouts[0]
+    match = False
+    at = pos[0]
+    if at < n and (p[at] >> 5) == 3 and (p[at] & 31) < 24 and <size_t> (p[at] & 31) <= n - at - 1:
+        lay = &_dlayouts[(aura_dc_short_hash(p + at + 1, p[at] & 31) ^ <uint32_t> count)
+                         & (DLAYOUTS - 1)]
+        match = lay.n == count
+    hit = match
+    d = aura_dict_presized(count) if count > 5 else PyDict_New()
+    for i in range(count):
+        kstart = pos[0]
+        rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl64)
+        if rc:
+            _head_error(rc, kstart)
+        if kmt != 3:
+            raise UnsupportedError("map key is not a text string", kstart)
+        at = pos[0]
+        if kl64 > n - at:
+            raise TruncatedError("map key runs past the end of the input", kstart)
+        kl = <size_t> kl64
+        if match:
+            cand = lay.keys[i]
+            if <size_t> PyUnicode_GET_LENGTH(<object> cand) == kl and \
+                    aura_dc_eq_short(<const uint8_t *> PyUnicode_DATA(<object> cand), p + at, kl):
+                key = <object> cand
+            else:
+                match = False
+        if not match:
+            if i:
+                _key_order(prev, prevl, p + at, kl, kstart)
+            key = _key(p + at, kl, at)
+        prev = p + at
+        prevl = kl
+        pos[0] = at + kl
+        val = _dec(p, n, pos, depth + 1)
+        PyDict_SetItem(d, key, val)
+    if not hit:
+        _install_layout(lay, d, count)
+    return d
 
 
 cdef object _text(const uint8_t *p, size_t n, size_t at):
@@ -766,38 +886,52 @@ cdef int _head_error(int rc, size_t at) except -1:
     raise UnsupportedError("reserved additional information (28..30)", at)
 
 
-cdef object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
+cdef inline object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
+    # Heads and the leaves records are made of (byte/text strings, unsigned ints) inline;
+    # everything else in _dec_more.
     cdef size_t start = pos[0]
-    cdef size_t at, kstart, i, bad = 0
-    cdef unsigned mt = 0, ai = 0, kmt = 0, kai = 0
-    cdef uint64_t v = 0, kl = 0
-    cdef int rc, c
-    cdef const uint8_t *prev = NULL
-    cdef size_t prevl = 0
-    cdef object lst, d, key, val, item
-    cdef double f
-    rc = aura_dc_read_head(p, n, pos, &mt, &ai, &v)
+    cdef size_t at
+    cdef unsigned mt = 0, ai = 0
+    cdef uint64_t v = 0
+    cdef int rc = aura_dc_read_head(p, n, pos, &mt, &ai, &v)
     if rc:
         _head_error(rc, start)
     at = pos[0]
-    if mt == 0:
-        return PyLong_FromUnsignedLongLong(v)
-    if mt == 3:
-        if v > n - at:
-            raise TruncatedError("text string runs past the end of the input", start)
-        pos[0] = at + <size_t> v
-        return _text(p + at, <size_t> v, at)
     if mt == 2:
         if v > n - at:
             raise TruncatedError("byte string runs past the end of the input", start)
         pos[0] = at + <size_t> v
         return PyBytes_FromStringAndSize(<const char *> p + at, <Py_ssize_t> v)
+    if mt == 3:
+        if v > n - at:
+            raise TruncatedError("text string runs past the end of the input", start)
+        pos[0] = at + <size_t> v
+        if v <= STR_CACHE_MAXLEN:
+            return _short_str(p + at, <size_t> v, at, _str_cache, False)
+        return _text(p + at, <size_t> v, at)
+    if mt == 0:
+        return PyLong_FromUnsignedLongLong(v)
+    return _dec_more(p, n, pos, depth, start, mt, ai, v)
+
+
+cdef object _dec_more(const uint8_t *p, size_t n, size_t *pos, int depth, size_t start,
+                      unsigned mt, unsigned ai, uint64_t v):
+    cdef size_t at, kstart, i, bad = 0
+    cdef unsigned kmt = 0, kai = 0
+    cdef uint64_t kl = 0
+    cdef int rc, c
+    cdef const uint8_t *prev = NULL
+    cdef size_t prevl = 0
+    cdef object lst, d, key, val, item
+    at = pos[0]
     if mt == 5:
         if depth >= AURA_DC_MAX_DEPTH:
             raise UnsupportedError(f"nesting deeper than {AURA_DC_MAX_DEPTH}", start)
         if v > (n - at) // 2:
             raise TruncatedError("map has more entries than the input has bytes", start)
-        d = PyDict_New()
+        if v <= DLAYOUT_MAXKEYS:
+            return _dec_map_small(p, n, pos, depth, <Py_ssize_t> v)
+        d = aura_dict_presized(<Py_ssize_t> v)
         for i in range(<size_t> v):
             kstart = pos[0]
             rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl)
@@ -809,12 +943,7 @@ cdef object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
             if kl > n - at:
                 raise TruncatedError("map key runs past the end of the input", kstart)
             if i:
-                c = aura_dc_key_cmp(prev, prevl, p + at, <size_t> kl)
-                if c >= 0:
-                    if c == 0:
-                        raise NonCanonicalError("duplicate map key", kstart)
-                    raise NonCanonicalError("map keys not in canonical order "
-                                            "(length, then bytewise)", kstart)
+                _key_order(prev, prevl, p + at, <size_t> kl, kstart)
             prev = p + at
             prevl = <size_t> kl
             key = _key(p + at, <size_t> kl, at)

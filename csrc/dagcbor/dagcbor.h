@@ -106,7 +106,57 @@ static inline int aura_dc_bits_finite(uint64_t bits) {
 /* Canonical map-key order: shorter first, then bytewise.  <0, 0, >0 like memcmp. */
 static inline int aura_dc_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl) {
     if (al != bl) return al < bl ? -1 : 1;
-    return al ? memcmp(a, b, al) : 0;
+    if (al > 32) return memcmp(a, b, al);
+    /* keys are short: a byte loop beats a call into libc */
+    for (size_t i = 0; i < al; i++)
+        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+    return 0;
+}
+
+/* Equality of two byte runs of the same length n (the decoder's string caches): word loads,
+ * never reading outside [p, p+n). */
+static inline int aura_dc_eq_short(const uint8_t *a, const uint8_t *b, size_t n) {
+    uint64_t x, y;
+    uint32_t u, v;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) return 0;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        memcpy(&u, a, 4); memcpy(&v, b, 4);
+        if (u != v) return 0;
+        memcpy(&u, a + n - 4, 4); memcpy(&v, b + n - 4, 4);
+        return u == v;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+/* Cache slot hash of a short byte run: its length, first and last 8 (or 4) bytes. */
+static inline uint32_t aura_dc_short_hash(const uint8_t *p, size_t n) {
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, p + n - 4, 4);
+        a = x;
+        b = y;
+    } else if (n) {
+        a = (uint64_t)p[0] | ((uint64_t)p[n / 2] << 8) | ((uint64_t)p[n - 1] << 16);
+    }
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ (uint64_t)n) * 0xff51afd7ed558ccdull;
+    return (uint32_t)(h >> 40);
 }
 
 /* Index of the first byte of the first invalid UTF-8 sequence in p[0..n), or n if all valid
