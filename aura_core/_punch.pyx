@@ -89,6 +89,7 @@ cdef extern from "aura_punch.h":
                          const uint8_t *local_id, aura_punch_fields *f) nogil
     int aura_punch_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len,
                           aura_punch_fields *f, long *peer) nogil
+    int aura_punch_make_ack(aura_punch_engine *e, long peer, uint8_t *out) nogil
     long aura_punch_send_burst(aura_punch_engine *e, int fd, uint8_t flags) nogil
     long aura_punch_run(aura_punch_engine *e, int fd, int send, int64_t interval_ns,
                         int64_t timeout_ns, size_t stop_after, aura_punch_event *events,
@@ -307,6 +308,23 @@ cdef class Engine:
         if v != AURA_PUNCH_OK:
             return VERDICTS[v], None
         return "ok", (self._ids[peer], f.seq, f.flags)
+
+    def accept_and_ack(self, const uint8_t[::1] pkt):
+        """Like :meth:`accept`; for an accepted non-ack punch also returns the ack to send back
+        to its source: ``(verdict, (peer_id, seq, flags) | None, ack_bytes | None)``."""
+        cdef aura_punch_fields f
+        cdef long peer
+        cdef uint8_t out[AURA_PUNCH_LEN]
+        cdef int v = aura_punch_accept(&self.e, &pkt[0] if pkt.shape[0] else NULL, pkt.shape[0],
+                                       &f, &peer)
+        if v != AURA_PUNCH_OK:
+            return VERDICTS[v], None, None
+        ack = None
+        if not (f.flags & 1):
+            aura_punch_make_ack(&self.e, peer, out)
+            self.e.acks_sent += 1
+            ack = out[:AURA_PUNCH_LEN]
+        return "ok", (self._ids[peer], f.seq, f.flags), ack
 
     def _bench_accept(self, const uint8_t[::1] pkt, size_t n):
         """n validations of one packet (full tag check each time); for the benchmarks."""

@@ -143,6 +143,16 @@ class PunchEngine:
         peer, seq, flags = fields
         return "ok", PunchEvent(peer, seq, bool(flags & FLAG_ACK), ("", 0), 0.0)
 
+    def answer(self, data: bytes) -> tuple[Verdict, PunchEvent | None, bytes | None]:
+        """For a receive loop that owns the socket after the punch (Noise session, QUIC demux):
+        validate a datagram that :func:`is_punch` flagged and get the ack to send back to its
+        source, so a peer still punching learns the path works.  ``(verdict, event, ack)``."""
+        verdict, fields, ack = self._engine.accept_and_ack(bytes(data))
+        if fields is None:
+            return verdict, None, None  # type: ignore[return-value]
+        peer, seq, flags = fields
+        return "ok", PunchEvent(peer, seq, bool(flags & FLAG_ACK), ("", 0), 0.0), ack
+
     def stats(self) -> dict[str, int]:
         """Counters: datagrams seen, verdicts (ok, bad_tag, replayed...), sent, acks, errors."""
         return self._engine.stats()

@@ -247,3 +247,91 @@ def test_fuzz_corpus_smoke():
             corpus.append(bytes(b))
     corpus += [rng.randbytes(rng.randrange(0, 100)) for _ in range(300)]
     assert fuzz_punch.run_corpus(corpus) == len(corpus)
+
+
+# --- the asyncio driver over loopback (no NAT): ack proves the path; peer-reflexive learning ----
+
+def test_asyncio_punch_learns_peer_reflexive_and_proves_path():
+    import asyncio
+
+    from aura_core.asyncio.punch import punch, serve
+
+    a_id, b_id, na, nb = os.urandom(16), os.urandom(16), os.urandom(32), os.urandom(32)
+    sa, sb = udp(), udp()
+    dead = udp()
+    wrong = dead.getsockname()  # B was told a stale address for A (as a symmetric NAT would)
+    dead.close()
+
+    async def go():
+        ea = PunchEngine(a_id, na, [(b_id, nb)])
+        eb = PunchEngine(b_id, nb, [(a_id, na)])
+        b_done = asyncio.Event()
+
+        async def side_a():
+            res = await punch(ea, sa, b_id, [sb.getsockname()], window=2.0, interval=0.02)
+            await serve(ea, sa, b_done, slice_s=0.02)  # keep answering until B is through
+            return res
+
+        async def side_b():
+            try:
+                return await punch(eb, sb, a_id, [wrong], window=2.0, interval=0.02)
+            finally:
+                b_done.set()
+
+        ra, rb = await asyncio.gather(side_a(), side_b())
+        # B proved the path through A's real address although it never had it as a candidate
+        return ra, rb, eb
+
+    ra, rb, eb = asyncio.run(go())
+    try:
+        assert ra.direct and ra.path == sb.getsockname()
+        assert rb.direct and rb.path == sa.getsockname() and sa.getsockname() != wrong
+        assert any(ev.source == sa.getsockname() and not ev.ack for ev in rb.events)
+    finally:
+        sa.close()
+        sb.close()
+
+
+def test_asyncio_punch_gives_up_at_window_and_serve_acks():
+    import asyncio
+
+    from aura_core.asyncio.punch import punch, serve
+
+    a_id, b_id, na, nb = os.urandom(16), os.urandom(16), os.urandom(32), os.urandom(32)
+    sa, sb = udp(), udp()
+
+    async def go():
+        ea = PunchEngine(a_id, na, [(b_id, nb)])
+        eb = PunchEngine(b_id, nb, [(a_id, na)])
+        # nobody answers: the attempt ends at its window, on the relay
+        lonely = await punch(ea, sa, b_id, [sb.getsockname()], window=0.15, interval=0.03)
+        # now B serves (acks only, no punches of its own): A's next attempt succeeds
+        stop = asyncio.Event()
+        server = asyncio.ensure_future(serve(eb, sb, stop, slice_s=0.02))
+        ok = await punch(ea, sa, b_id, [sb.getsockname()], window=2.0, interval=0.02)
+        stop.set()
+        await server
+        return lonely, ok, eb.stats()
+
+    lonely, ok, b_stats = asyncio.run(go())
+    try:
+        assert not lonely.direct and lonely.path is None and lonely.elapsed >= 0.15
+        assert ok.direct and ok.path == sb.getsockname()
+        # B's socket had A's earlier punches queued: accepted (fresh seqs) and acked
+        assert b_stats["acks_sent"] >= 1 and b_stats["sent"] == 0
+    finally:
+        sa.close()
+        sb.close()
+
+
+def test_answer_builds_ack_for_a_receive_loop_that_owns_the_socket():
+    me, peer, nm, np_ = b"M" * 16, b"P" * 16, os.urandom(32), os.urandom(32)
+    e = PunchEngine(me, nm, [(peer, np_)])
+    verdict, ev, ack = e.answer(build_punch(nm, peer, me, 3))
+    assert verdict == "ok" and ev.seq == 3 and not ev.ack
+    # the ack is a valid punch to the peer, under the peer's key, flagged ACK
+    assert check_punch(ack, np_, peer) == ("ok", (me, 0, True))
+    v2, ev2, ack2 = e.answer(build_punch(nm, peer, me, 4, ack=True))
+    assert v2 == "ok" and ev2.ack and ack2 is None  # acks are never acked (no ping-pong)
+    assert e.answer(build_punch(nm, peer, me, 3)) == ("replayed", None, None)
+    assert e.stats()["acks_sent"] == 1

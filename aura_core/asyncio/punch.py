@@ -5,6 +5,11 @@ executor.  The driver adds what ICE does around it: an authenticated punch from 
 not target becomes a new (peer-reflexive) target, and the path is proven when the peer *acks* one
 of our punches (both directions then work).  An optional low-TTL phase first opens our own NAT
 without reaching the far one (it avoids the conntrack-clash remap, see tests/netlab).
+
+The side that is proven first must keep answering the peer's punches until the peer is through
+too: either :func:`serve` for a while, or its session's receive loop passes datagrams that
+:func:`aura_core.punch.is_punch` flags to :meth:`PunchEngine.answer` and sends the ack back.
+:func:`keepalive` then holds the NAT mapping while the path is idle.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from functools import partial
 
 from ..punch import Address, PunchEngine, PunchEvent
 
-__all__ = ["PunchOutcome", "punch", "serve", "set_rcvbuf"]
+__all__ = ["PunchOutcome", "punch", "serve", "keepalive", "set_rcvbuf"]
 
 
 def set_rcvbuf(sock: socket.socket, size: int = 4 << 20) -> None:
     """Raise SO_RCVBUF (the default holds ~256 datagrams); best effort above rmem_max."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    try:  # root may go past net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 @dataclass
@@ -83,3 +91,19 @@ async def serve(engine: PunchEngine, sock: socket.socket, stop: asyncio.Event, *
         seen += await _run(engine, sock, send=False, interval=slice_s, timeout=slice_s,
                            stop_after=0)
     return seen
+
+
+async def keepalive(engine: PunchEngine, sock: socket.socket, peer: bytes, path: Address,
+                    stop: asyncio.Event, *, interval: float = 15.0) -> int:
+    """Send one punch to ``path`` every ``interval`` s until ``stop``, so NATs keep the mapping
+    (RFC 4787 requires UDP mappings to live >= 2 min, many keep only 30 s: 15 s is safe).
+    The peer's receive loop drops or answers it; returns how many were sent."""
+    engine.set_targets([(peer, path)])
+    sent = 0
+    while not stop.is_set():
+        sent += engine.send_burst(sock.fileno())
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+    return sent

@@ -158,11 +158,17 @@ long aura_punch_send_burst(aura_punch_engine *e, int fd, uint8_t flags) {
     return total;
 }
 
+int aura_punch_make_ack(aura_punch_engine *e, long peer, uint8_t *out) {
+    if (peer < 0 || (size_t)peer >= e->npeers) return AURA_PUNCH_EARG;
+    aura_punch_peer *p = &e->peers[peer];
+    aura_punch_build(out, p->tx_key, e->local_id, p->id, p->tx_seq++, AURA_PUNCH_FLAG_ACK);
+    return 0;
+}
+
 static void send_ack(aura_punch_engine *e, int fd, long peer, const struct sockaddr_storage *to,
                      socklen_t tolen) {
     uint8_t pkt[AURA_PUNCH_LEN];
-    aura_punch_peer *p = &e->peers[peer];
-    aura_punch_build(pkt, p->tx_key, e->local_id, p->id, p->tx_seq++, AURA_PUNCH_FLAG_ACK);
+    aura_punch_make_ack(e, peer, pkt);
     if (sendto(fd, pkt, sizeof pkt, 0, (const struct sockaddr *)to, tolen) == (ssize_t)sizeof pkt)
         e->acks_sent++;
     else

@@ -114,6 +114,9 @@ long aura_punch_find_peer(const aura_punch_engine *e, const uint8_t *id);
 int aura_punch_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len, aura_punch_fields *f,
                       long *peer);
 
+/* Build an ack punch to peer index `peer` (next sequence number); 0 or AURA_PUNCH_EARG. */
+int aura_punch_make_ack(aura_punch_engine *e, long peer, uint8_t *out);
+
 /* One burst: a packet to every target, sendmmsg in batches.  Returns packets sent or < 0. */
 long aura_punch_send_burst(aura_punch_engine *e, int fd, uint8_t flags);
 

@@ -37,6 +37,10 @@ def one_input(data: bytes, engine: _punch.Engine | None = None) -> None:
     if engine is not None:
         v3, _ = engine.accept(data)
         assert v3 in VERDICTS
+        v4, fields4, ack = engine.accept_and_ack(data)
+        assert v4 in VERDICTS and (ack is None or (fields4 is not None and not fields4[2] & 1))
+        if ack is not None:  # an ack is a valid punch back to the sender
+            assert _punch.parse(ack)[0] == "ok"
 
 
 def run_corpus(items: Iterable[bytes]) -> int:
@@ -46,7 +50,7 @@ def run_corpus(items: Iterable[bytes]) -> int:
         one_input(data, engine)
         n += 1
     stats = engine.stats()
-    assert sum(stats[v] for v in _punch.VERDICTS) == n
+    assert sum(stats[v] for v in _punch.VERDICTS) == 2 * n  # accept + accept_and_ack
     return n
 
 

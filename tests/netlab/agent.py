@@ -10,6 +10,8 @@ descriptor exchange (rendezvous) and keeps both sides' start synchronised:
   <- {"cmd": "stop"}      -> {"stage": "stopped"}
   <- {"cmd": "data"} | {"cmd": "relay"}
   -> {"stage": "data", "via": "direct" | "relay", "received": n, "lost": n, "dups": n, "bad": n}
+  <- {"cmd": "exit"} | {"cmd": "idle", "seconds": s, "keepalive": s}   (direct only)
+  -> {"stage": "after_idle", "keepalives": n, "received": n, "lost": n, ...}
 
 Direct data phase: an Aura Noise IKpsk2 handshake (aura_core.noise.AuraHandshake; hA initiates)
 over the punched path, then N sequence-numbered messages each way through its DatagramSession.
@@ -27,7 +29,7 @@ import json
 import socket
 import sys
 
-from aura_core.asyncio.punch import punch, serve, set_rcvbuf
+from aura_core.asyncio.punch import keepalive, punch, serve, set_rcvbuf
 from aura_core.asyncio.stun import discover
 from aura_core.hashing import ContextKey
 from aura_core.keys import IdentityKey, PublicIdentity
@@ -104,7 +106,7 @@ async def exchange(send, recv, data: Data, count: int, timeout: float) -> dict:
 
 async def noise_exchange(sock: socket.socket, path: tuple[str, int], identity: IdentityKey,
                          peer: PublicIdentity, ck: ContextKey, context: bytes, initiator: bool,
-                         count: int, epoch: int = 1) -> dict:
+                         count: int, epoch: int = 1) -> tuple[dict, object]:
     """IKpsk2 handshake over the direct path, then ``count`` messages each way (DatagramSession)."""
     loop = asyncio.get_running_loop()
     offer = Offer(epoch=epoch, version=1 << 16, min_version=1 << 16)
@@ -142,31 +144,47 @@ async def noise_exchange(sock: socket.socket, path: tuple[str, int], identity: I
                 sock.sendto(HS2 + hs.write_message(), path)
                 break
         session = hs.datagram_session(2, 1)
-    for i in range(count):
+    report = await noise_transfer(sock, path, session, count, 0, early)
+    report["noise"] = {"channel_id": str(hs.channel_id), "session": session.stats}
+    return report, session
+
+
+async def noise_transfer(sock: socket.socket, path: tuple[str, int], session, count: int,
+                         base: int, early: list[bytes] | None = None,
+                         timeout: float = 5.0) -> dict:
+    """``count`` sequence-numbered messages each way through the Noise datagram session."""
+    loop = asyncio.get_running_loop()
+    early = early if early is not None else []
+    for i in range(base, base + count):
         sock.sendto(DATA + session.seal(i.to_bytes(4, "big") + bytes(28)), path)
         if i % 64 == 63:
             await asyncio.sleep(0)
     seen: set[int] = set()
     dups = bad = 0
-    end = loop.time() + 5.0
+    end = loop.time() + timeout
     while len(seen) < count and loop.time() < end:
-        raw = early.pop(0) if early else await recv(max(0.0, end - loop.time()))
-        if raw is None:
-            break
-        if raw[:1] == HS1 and not initiator:
-            continue  # a retransmitted msg 1: our msg 2 already went out
+        if early:
+            raw = early.pop(0)
+        else:
+            try:
+                raw = await asyncio.wait_for(loop.sock_recv(sock, 70000),
+                                             max(0.0, end - loop.time()))
+            except (TimeoutError, asyncio.TimeoutError):
+                break
         if raw[:1] != DATA:
-            continue  # late punches / handshake copies
+            continue  # late punches, keepalives, handshake retransmissions
         plain = session.receive(raw[1:])  # None: failed auth or replay, dropped and counted
         if plain is None:
             bad += 1
             continue
         seq = int.from_bytes(plain[:4], "big")
+        if not base <= seq < base + count:
+            bad += 1
+            continue
         if seq in seen:
             dups += 1
         seen.add(seq)
-    return {"received": len(seen), "lost": count - len(seen), "dups": dups, "bad": bad,
-            "noise": {"channel_id": str(hs.channel_id), "session": session.stats}}
+    return {"received": len(seen), "lost": count - len(seen), "dups": dups, "bad": bad}
 
 
 async def main() -> None:
@@ -223,10 +241,24 @@ async def main() -> None:
                           person=b"aura.netlab.data").digest()
     data = Data(key, me, peer)
     if cmd["cmd"] == "data" and outcome.path is not None:
-        report = await noise_exchange(sock, outcome.path, identity, peer_public,
-                                      ContextKey(bytes.fromhex(a.context_key)),
-                                      bytes.fromhex(a.context), a.initiator, a.count)
+        report, session = await noise_exchange(sock, outcome.path, identity, peer_public,
+                                               ContextKey(bytes.fromhex(a.context_key)),
+                                               bytes.fromhex(a.context), a.initiator, a.count)
         emit({"stage": "data", "via": "direct", **report})
+        cmd = await read_line()
+        if cmd["cmd"] == "idle":
+            # idle past the routers' UDP conntrack timeout, holding the mapping (or not)
+            stop = asyncio.Event()
+            ka = asyncio.ensure_future(keepalive(engine, sock, peer, outcome.path, stop,
+                                                 interval=cmd["keepalive"])
+                                       ) if cmd["keepalive"] > 0 else None
+            await asyncio.sleep(cmd["seconds"])
+            stop.set()
+            sent = await ka if ka is not None else 0
+            if not a.initiator:  # the initiator's packets arrive first: deterministic test
+                await asyncio.sleep(cmd.get("responder_delay", 0.0))
+            after = await noise_transfer(sock, outcome.path, session, 100, 1 << 20, timeout=2.0)
+            emit({"stage": "after_idle", "keepalives": sent, **after})
     else:
         async def recv_relay() -> bytes:
             while True:

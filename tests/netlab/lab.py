@@ -215,6 +215,13 @@ class NatLab:
         self._start_coturn()
         self._start_relay()
 
+    def set_udp_timeouts(self, unreplied: int, stream: int) -> None:
+        """Shorten the routers' UDP conntrack timeouts (per namespace) to test keepalives."""
+        for router in ("rA", "rB"):
+            _sh("ip", "netns", "exec", self.ns(router), "sysctl", "-qw",
+                f"net.netfilter.nf_conntrack_udp_timeout={unreplied}",
+                f"net.netfilter.nf_conntrack_udp_timeout_stream={stream}")
+
     def _spawn(self, ns: str, args: list[str], log: str) -> subprocess.Popen[bytes]:
         out = open(self.state / log, "wb")
         p = subprocess.Popen(["ip", "netns", "exec", self.ns(ns), *args], stdout=out,

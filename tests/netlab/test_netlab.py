@@ -68,7 +68,7 @@ def _write(p: subprocess.Popen[str], obj: dict) -> None:
     p.stdin.flush()  # type: ignore[union-attr]
 
 
-def run_trial(lab: NatLab) -> dict:
+def run_trial(lab: NatLab, idle: dict | None = None) -> dict:
     seeds = [os.urandom(32), os.urandom(32)]
     pubs = [IdentityKey.from_seed(s).public.ed25519 for s in seeds]
     nonces = [os.urandom(32), os.urandom(32)]
@@ -96,6 +96,12 @@ def run_trial(lab: NatLab) -> dict:
         for p in agents:
             _write(p, {"cmd": "data" if direct else "relay"})
         data = [_read(p, 15) for p in agents]
+        after = None
+        if direct:
+            for p in agents:
+                _write(p, idle or {"cmd": "exit"})
+            if idle:
+                after = [_read(p, idle["seconds"] + 10) for p in agents]
         for p in agents:
             p.wait(timeout=10)
     finally:
@@ -103,7 +109,7 @@ def run_trial(lab: NatLab) -> dict:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    return {"stun": stun, "punch": punched, "data": data, "direct": direct,
+    return {"stun": stun, "punch": punched, "data": data, "direct": direct, "after_idle": after,
             "time_to_direct": max(r["elapsed"] for r in punched) if direct else None,
             "gave_up_after": None if direct else max(r["elapsed"] for r in punched)}
 
@@ -171,3 +177,57 @@ def test_mode(name: str, stats_file) -> None:
             assert r["gave_up_after"] <= WINDOW + 0.2, r["gave_up_after"]
     if name.startswith("symmetric") or "-symmetric" in name:
         assert "endpoint-dependent" in s["behaviour"]
+
+
+@pytest.mark.parametrize("keepalive", [0.5, 0.0], ids=["with-keepalive", "without"])
+def test_keepalive_holds_the_nat_mapping(keepalive: float) -> None:
+    """Routers forget idle UDP flows after 2 s here; 0.5 s keepalives keep the path open."""
+    with NatLab("cone", "cone") as lab:
+        lab.wait_ready()
+        lab.set_udp_timeouts(2, 2)
+        r = run_trial(lab, idle={"cmd": "idle", "seconds": 4.0, "keepalive": keepalive,
+                                 "responder_delay": 0.3})
+    assert r["direct"]
+    lost = [a["lost"] for a in r["after_idle"]]
+    print(f"after 4 s idle, keepalive {keepalive}: lost {lost}, "
+          f"keepalives sent {[a['keepalives'] for a in r['after_idle']]}")
+    if keepalive:
+        assert lost == [0, 0] and all(a["dups"] == 0 for a in r["after_idle"])
+    else:
+        # the mapping expired: the initiator's messages hit a closed NAT until the responder
+        # sends again (they are lost), which is what keepalives are for
+        assert lost[1] == 100
+
+
+def _lab_leftovers(tag: str) -> list[str]:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in names.splitlines() if line.startswith(tag)]
+
+
+def test_lab_removed_on_sigterm() -> None:
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); from lab import NatLab\n"
+              "lab = NatLab('fullcone', 'symmetric').__enter__()\n"
+              "print(lab.tag, *(p.pid for p in lab.procs), flush=True)\n"
+              "time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent)],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        tag, *pids = p.stdout.readline().split()  # type: ignore[union-attr]
+        assert len(_lab_leftovers(tag)) == 5 and pids
+        p.send_signal(15)
+        assert p.wait(timeout=15) == 128 + 15
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert _lab_leftovers(tag) == []
+    for pid in pids:  # coturn and the relay were stopped, not orphaned
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_lab_removed_on_failure() -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        with NatLab("cone", "symmetric") as lab:
+            tag = lab.tag
+            assert len(_lab_leftovers(tag)) == 5
+            raise RuntimeError("boom")
+    assert _lab_leftovers(tag) == []
