@@ -229,3 +229,40 @@ def _transport_groups() -> list[Group]:
 
 def groups() -> list[Group]:
     return _handshake_groups() + _transport_groups()
+
+
+def interleaved(rounds: int = 15, selected: list[str] | None = None) -> list[dict[str, object]]:
+    """Best-of-``rounds`` rates with the contenders of each group run in turn, round after round.
+
+    On a shared, loaded machine the sequential runner's samples of two contenders can land in
+    different load phases; interleaving them and keeping each one's best batch compares them
+    under the same conditions.  Same groups, same goals as ``aura-core bench noise``.
+    """
+    import time
+
+    from ._runner import Measurement, ratios
+
+    gs = [g for g in groups() if not selected or any(s in g.key for s in selected)]
+    results: list[Measurement] = []
+    for g in gs:
+        runs = [c for c in g.contenders if hasattr(c, "run")]
+        best = {c.name: 0.0 for c in runs}
+        for _ in range(rounds):
+            for c in runs:
+                t0 = time.perf_counter()
+                n = c.run()  # type: ignore[union-attr]
+                dt = time.perf_counter() - t0
+                best[c.name] = max(best[c.name], n / dt if dt > 0 else 0.0)
+        for c in g.contenders:
+            rate = best.get(c.name)
+            results.append(Measurement(g.key, c.name, c.role, rate, g.unit, rounds,
+                                       getattr(c, "reason", "")))
+    return ratios(gs, results)
+
+
+if __name__ == "__main__":  # python -m aura_core.benchsuite.noise [FILTER...]
+    import sys
+
+    from ._runner import format_table
+
+    print(format_table(interleaved(selected=sys.argv[1:] or None)))
