@@ -1,0 +1,252 @@
+"""Ordered, exactly-once delivery of application messages across path switches (sans-I/O).
+
+Theory of operation
+-------------------
+A :class:`PathSwitcher` sits between the application and whichever path currently carries a
+channel (relay, direct QUIC, direct WebSocket).  Paths may lose frames (a relay restarting, a
+direct path dying mid-flight), duplicate them (a retransmission crossing the original) and
+reorder them (frames still queued on the relay overtaken by frames on a fresh direct path).
+The switcher hides all of that:
+
+* the sender numbers each message (``seq``, from 0) and keeps it until the peer's cumulative
+  acknowledgement covers it; unacknowledged messages are retransmitted after ``rto`` (doubling
+  up to ``rto_max`` while nothing is acknowledged) and all at once after :meth:`path_changed`;
+* the receiver delivers in ``seq`` order, holds out-of-order messages up to ``window`` ahead,
+  drops (and counts) duplicates and anything outside the window, and acknowledges cumulatively
+  (``ack`` = the next ``seq`` it expects), piggybacked on data or as a bare ACK record.
+
+Buffers are bounded: at most ``window`` messages (and ``max_bytes`` bytes) unacknowledged on
+the send side (:meth:`can_send` is the back-pressure signal), and at most ``window`` messages /
+``max_bytes`` bytes held for reordering on the receive side.
+
+Records are the *plaintext* of the channel's Noise datagrams, so their header is authenticated
+and replay-protected by Noise; this layer trusts the bytes it is given as coming from the peer.
+A malformed record is a counted drop, never an exception.  Byte layout (docs/wire.md, "Path
+records")::
+
+    DATA  = 0x01 || seq (u64 BE) || ack (u64 BE) || payload
+    ACK   = 0x02 || ack (u64 BE)
+    CTRL  = 0x03 || type (u8) || body            (path control, handled by the driver)
+
+Inputs: :meth:`send`, :meth:`receive`, :meth:`path_changed`, :meth:`handle_timer`, all with
+``now``.  Outputs are pulled: :meth:`records_to_send`, :meth:`next_message`, :meth:`get_timer`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Final
+
+from .errors import InvalidValue, UsageError
+
+__all__ = [
+    "REC_DATA",
+    "REC_ACK",
+    "REC_CTRL",
+    "DATA_HEADER",
+    "MAX_PAYLOAD",
+    "PathSwitcher",
+    "encode_data",
+    "encode_ack",
+    "encode_ctrl",
+]
+
+REC_DATA: Final = 0x01
+REC_ACK: Final = 0x02
+REC_CTRL: Final = 0x03
+_DATA = struct.Struct(">BQQ")
+_ACK = struct.Struct(">BQ")
+DATA_HEADER: Final = _DATA.size  # 17
+# A Noise datagram (16-byte header + plaintext + 16-byte tag) must fit a relay frame and a
+# u16-framed QUIC stream record: 65535 bytes.
+MAX_PAYLOAD: Final = 65535 - 32 - DATA_HEADER
+_U64: Final = 1 << 64
+
+
+def encode_data(seq: int, ack: int, payload: bytes) -> bytes:
+    return _DATA.pack(REC_DATA, seq, ack) + payload
+
+
+def encode_ack(ack: int) -> bytes:
+    return _ACK.pack(REC_ACK, ack)
+
+
+def encode_ctrl(kind: int, body: bytes = b"") -> bytes:
+    if not 0 <= kind < 256:
+        raise InvalidValue("control type is a u8")
+    return bytes((REC_CTRL, kind)) + body
+
+
+@dataclass(slots=True)
+class _Pending:
+    payload: bytes
+    last_sent: float | None = None  # None: never sent, or due now (path changed)
+    sends: int = 0
+
+
+@dataclass
+class PathSwitcher:
+    """Sequence numbers, cumulative acks, retransmission and reordering for one channel."""
+
+    window: int = 256
+    max_bytes: int = 8 << 20
+    rto: float = 0.3
+    rto_max: float = 3.0
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("sent", "retransmitted", "acked", "delivered", "duplicate", "out_of_window",
+         "over_bytes", "malformed", "acks_sent"), 0))
+    _next_seq: int = 0
+    _unacked: OrderedDict[int, _Pending] = field(default_factory=OrderedDict)
+    _unacked_bytes: int = 0
+    _current_rto: float = 0.0
+    _recv_next: int = 0
+    _held: dict[int, bytes] = field(default_factory=dict)
+    _held_bytes: int = 0
+    _ready: deque[bytes] = field(default_factory=deque)
+    _ack_pending: bool = False
+    _controls: deque[tuple[int, bytes]] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.max_bytes < MAX_PAYLOAD or self.rto <= 0 or self.rto_max < self.rto:
+            raise InvalidValue("window >= 1, max_bytes >= MAX_PAYLOAD, 0 < rto <= rto_max")
+        self._current_rto = self.rto
+
+    # -- sender -----------------------------------------------------------------------------------
+    def can_send(self, size: int = 0) -> bool:
+        """Whether one more message of ``size`` bytes fits the send buffer now."""
+        return (len(self._unacked) < self.window
+                and (not self._unacked or self._unacked_bytes + size <= self.max_bytes))
+
+    def send(self, payload: bytes, now: float) -> int:
+        """Queue one message; returns its sequence number.  UsageError if the buffer is full
+        (check :meth:`can_send`) or the payload exceeds :data:`MAX_PAYLOAD`."""
+        payload = bytes(payload)
+        if len(payload) > MAX_PAYLOAD:
+            raise InvalidValue(f"message over {MAX_PAYLOAD} bytes")
+        if not self.can_send(len(payload)):
+            raise UsageError("send buffer full: wait until can_send()")
+        seq = self._next_seq
+        self._next_seq += 1
+        self._unacked[seq] = _Pending(payload)
+        self._unacked_bytes += len(payload)
+        return seq
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing unacknowledged and no acknowledgement owed."""
+        return not self._unacked and not self._ack_pending
+
+    def path_changed(self, now: float) -> None:
+        """The carrying path changed: everything unacknowledged goes out again at once."""
+        for p in self._unacked.values():
+            p.last_sent = None
+        self._current_rto = self.rto
+
+    def records_to_send(self, now: float) -> list[bytes]:
+        """Data due now (new or retransmitted, each carrying the current ack), or a bare ACK."""
+        out: list[bytes] = []
+        due = False
+        for seq, p in self._unacked.items():
+            if p.last_sent is None or now - p.last_sent >= self._current_rto:
+                due = due or p.last_sent is not None
+                self.stats["retransmitted" if p.sends else "sent"] += 1
+                p.sends += 1
+                p.last_sent = now
+                out.append(encode_data(seq, self._recv_next, p.payload))
+        if due:  # a timer-driven retransmission: back off until something is acknowledged
+            self._current_rto = min(self.rto_max, self._current_rto * 2)
+        if out:
+            self._ack_pending = False
+        elif self._ack_pending:
+            self._ack_pending = False
+            self.stats["acks_sent"] += 1
+            out.append(encode_ack(self._recv_next))
+        return out
+
+    def get_timer(self) -> float | None:
+        """When the oldest unacknowledged message is due for retransmission (None: nothing)."""
+        best: float | None = None
+        for p in self._unacked.values():
+            t = 0.0 if p.last_sent is None else p.last_sent + self._current_rto
+            if best is None or t < best:
+                best = t
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        """Nothing to do beyond pulling :meth:`records_to_send`; kept for the usual driver shape."""
+
+    def _on_ack(self, ack: int) -> None:
+        if ack > self._next_seq:
+            self.stats["malformed"] += 1  # acknowledges what we never sent
+            return
+        progressed = False
+        while self._unacked:
+            seq = next(iter(self._unacked))
+            if seq >= ack:
+                break
+            p = self._unacked.pop(seq)
+            self._unacked_bytes -= len(p.payload)
+            self.stats["acked"] += 1
+            progressed = True
+        if progressed:
+            self._current_rto = self.rto
+
+    # -- receiver ---------------------------------------------------------------------------------
+    def receive(self, record: bytes, now: float) -> None:
+        """Feed one record from the peer (any path).  Bad records are dropped and counted."""
+        record = bytes(record)
+        kind = record[0] if record else 0
+        if kind == REC_DATA and len(record) >= _DATA.size:
+            _, seq, ack = _DATA.unpack_from(record)
+            self._on_ack(ack)
+            self._on_data(seq, record[_DATA.size:])
+        elif kind == REC_ACK and len(record) == _ACK.size:
+            self._on_ack(_ACK.unpack_from(record)[1])
+        elif kind == REC_CTRL and len(record) >= 2:
+            self._controls.append((record[1], record[2:]))
+        else:
+            self.stats["malformed"] += 1
+
+    def _on_data(self, seq: int, payload: bytes) -> None:
+        self._ack_pending = True  # even a duplicate: our previous ack may have been lost
+        if seq < self._recv_next or seq in self._held:
+            self.stats["duplicate"] += 1
+            return
+        if seq >= self._recv_next + self.window:
+            self.stats["out_of_window"] += 1
+            return
+        if seq != self._recv_next:
+            if self._held_bytes + len(payload) > self.max_bytes:
+                self.stats["over_bytes"] += 1
+                return
+            self._held[seq] = payload
+            self._held_bytes += len(payload)
+            return
+        self._ready.append(payload)
+        self._recv_next += 1
+        self.stats["delivered"] += 1
+        while self._recv_next in self._held:
+            p = self._held.pop(self._recv_next)
+            self._held_bytes -= len(p)
+            self._ready.append(p)
+            self._recv_next += 1
+            self.stats["delivered"] += 1
+
+    def next_message(self) -> bytes | None:
+        """The next in-order message for the application, or None."""
+        return self._ready.popleft() if self._ready else None
+
+    def next_control(self) -> tuple[int, bytes] | None:
+        """The next CTRL record received: ``(type, body)``, or None."""
+        return self._controls.popleft() if self._controls else None
+
+    @property
+    def expected(self) -> int:
+        """The next sequence number the receiver waits for (what it acknowledges)."""
+        return self._recv_next
