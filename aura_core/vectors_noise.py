@@ -50,4 +50,5 @@ def check() -> Iterator[tuple[str, bool, str]]:
     for v in vectors():
         for what, got, want in run_vector(v):
             ok = got == want
-            yield f"{v['protocol_name']}: {what}", ok, "" if ok else f"got {got.hex()}, want {want.hex()}"
+            detail = "" if ok else f"got {got.hex()}, want {want.hex()}"
+            yield f"{v['protocol_name']}: {what}", ok, detail

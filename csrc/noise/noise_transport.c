@@ -14,7 +14,8 @@
 void noise_replay_reset(noise_replay *r) { memset(r, 0, sizeof *r); }
 
 int noise_replay_check(const noise_replay *r, uint64_t counter) {
-    if (r->top >= NOISE_REJECT_AFTER_MESSAGES + 1 || counter >= NOISE_REJECT_AFTER_MESSAGES) return 0;
+    if (r->top >= NOISE_REJECT_AFTER_MESSAGES + 1 || counter >= NOISE_REJECT_AFTER_MESSAGES)
+        return 0;
     uint64_t c = counter + 1;
     if (NOISE_REPLAY_WINDOW + c < r->top) return 0;
     if (c > r->top) return 1;
@@ -79,14 +80,21 @@ void noise_session_clear(noise_session *s) {
     aura_wipe(s, sizeof *s);
 }
 
-size_t noise_dgram_sealed_len(const noise_session *s, size_t len) {
+/* 0 means "cannot be carried": padded_len is 0 only for an empty unpadded payload or too large */
+static size_t body_len(const noise_session *s, size_t len) {
     size_t p = noise_padded_len(s->pad_block, len);
-    return (p == 0 && len != 0) || (p == 0 && s->pad_block) ? 0 : NOISE_DGRAM_HEADER + p + NOISE_TAGLEN;
+    if (p == 0 && (len != 0 || s->pad_block)) return 0;
+    return p + NOISE_TAGLEN;
+}
+
+size_t noise_dgram_sealed_len(const noise_session *s, size_t len) {
+    size_t b = body_len(s, len);
+    return b ? NOISE_DGRAM_HEADER + b : 0;
 }
 
 size_t noise_stream_sealed_len(const noise_session *s, size_t len) {
-    size_t p = noise_padded_len(s->pad_block, len);
-    return (p == 0 && len != 0) || (p == 0 && s->pad_block) ? 0 : NOISE_STREAM_HEADER + p + NOISE_TAGLEN;
+    size_t b = body_len(s, len);
+    return b ? NOISE_STREAM_HEADER + b : 0;
 }
 
 /* Seal payload (padded per session) into body; returns sealed body length or 0 on error rc. */
@@ -113,7 +121,8 @@ int noise_dgram_seal(noise_session *s, const uint8_t *pt, size_t ptlen, uint8_t 
     aura_store32_le(out + 4, s->remote_index);
     aura_store64_le(out + 8, s->send.n);
     size_t bl = 0;
-    int rc = seal_body(s, s->send.n, out, NOISE_DGRAM_HEADER, pt, ptlen, out + NOISE_DGRAM_HEADER, &bl);
+    int rc = seal_body(s, s->send.n, out, NOISE_DGRAM_HEADER, pt, ptlen,
+                       out + NOISE_DGRAM_HEADER, &bl);
     if (rc) return rc;
     s->send.n++;
     s->stats[NOISE_STAT_SENT]++;
