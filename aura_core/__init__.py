@@ -41,6 +41,7 @@ from .errors import (
     TransportError,
     StunError,
 )
+from .cid import CID
 from .hashing import ContextKey, Hash32, hash32, kdf
 from .ids import AuthorityId, ContextId
 from .keys import IdentityKey, PublicIdentity
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "AuthorityId",
+    "CID",
     "ContextId",
     "ContextKey",
     "Hash32",

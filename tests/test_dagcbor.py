@@ -339,3 +339,23 @@ def test_cid_check_c():
 def test_decode_error_is_the_documented_tree():
     assert issubclass(TruncatedError, DecodeError)
     assert issubclass(DecodeError, ValueError)
+
+
+# ---- fuzz target smoke run (the sanitizer pass runs it) ---------------------------------------
+
+def test_fuzz_target_over_seed_corpus_and_random_bytes():
+    import random
+
+    from tests.fuzz import fuzz_dagcbor as fz
+
+    seeds = fz.seed_corpus()
+    rng = random.Random(1234)
+    mutated = []
+    for s in seeds:
+        for _ in range(20):
+            b = bytearray(s)
+            if b:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            mutated.append(bytes(b))
+    noise = [rng.randbytes(rng.randrange(0, 64)) for _ in range(2000)]
+    assert fz.run_corpus(seeds + mutated + noise) == len(seeds) + len(mutated) + len(noise)
