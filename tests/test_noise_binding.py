@@ -37,13 +37,15 @@ def test_prologue_layout():
 
 
 def test_offer_layout_and_roundtrip():
-    o = Offer(epoch=7, version=0x010203, min_version=0x010000, capabilities=5, extension=b"xy")
+    o = Offer(epoch=7, version=0x010203, min_version=0x010000, capabilities=5, extension=b"xy",
+              timestamp=0x1122334455667788)
     raw = o.encode()
-    assert raw == struct.pack(">BBQIIQH", 1, 1, 7, 0x010203, 0x010000, 5, 2) + b"xy"
-    assert len(raw) == 28 + 2
+    assert raw == struct.pack(">BBQQIIQH", 1, 1, 7, 0x1122334455667788, 0x010203, 0x010000, 5,
+                              2) + b"xy"
+    assert len(raw) == 36 + 2
     assert Offer.decode(raw) == o
     assert Offer.decode(o.answer().encode()).role == ROLE_ANSWER
-    for bad in (raw[:27], raw[:-1], raw + b"z", b"\x02" + raw[1:], raw[:1] + b"\x03" + raw[2:]):
+    for bad in (raw[:35], raw[:-1], raw + b"z", b"\x02" + raw[1:], raw[:1] + b"\x03" + raw[2:]):
         with pytest.raises(DecodeError):
             Offer.decode(bad)
     with pytest.raises(InvalidValue):
@@ -136,3 +138,16 @@ def test_handshake_datagram_framing():
                 b"\x02\0\0\0" + bytes(4)):
         with pytest.raises(DecodeError):
             parse_handshake_datagram(bad)
+
+
+def test_replayed_initiation_refused_by_timestamp():
+    def run(ts, not_after):
+        a = AuraHandshake.initiator(ALICE, BOB.public, CK, CTX, 9, Offer(9, V1, V1, timestamp=ts))
+        b = AuraHandshake.responder(BOB, CK, CTX, 9, Offer(9, V1, V1), _directory(ALICE))
+        return b.read_message(a.write_message(), not_after=not_after)
+
+    assert run(1000, 999).timestamp == 1000
+    for ts in (999, 1000):
+        with pytest.raises(HandshakeError):
+            run(ts, 1000)
+    assert run(5, None).timestamp == 5

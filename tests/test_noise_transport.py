@@ -163,6 +163,8 @@ def test_datagram_bad_input_counted_and_session_survives():
     assert st["dropped_malformed"] == 4 and st["received"] == 1
     assert sum(v for k, v in st.items() if k.startswith("dropped")) == len(drops)
     # a failed decrypt never touched the window: counter 1 still opens, in any order
+    huge = good[2][:16] + bytes(65536)  # longer than any Noise message behind the header
+    assert b.receive(huge) is None and b.stats["dropped_malformed"] == 5
     assert b.receive(good[3]) == bytes([3]) * 50
     assert b.receive(good[1]) == bytes([1]) * 50
     with pytest.raises(ReplayError):

@@ -5,9 +5,9 @@
 - **PSK**: ``ContextKey.handshake_psk(context, epoch, a, b)`` — keyed BLAKE2b over the
   unordered pair of authority ids; not computable from public identifiers.
 - **Channel id**: ``hash32(Tag.CHANNEL, handshake_hash)``.
-- **Offer** (the first payload of each handshake message, 28 bytes + extension): epoch,
-  version, minimum version and a capability bitmap, so version negotiation costs no round
-  trip.  Both sides compute the same :func:`negotiate` result once they hold both offers.
+- **Offer** (the first payload of each handshake message, 36 bytes + extension): epoch, a
+  timestamp (initiation replay protection, as WireGuard's TAI64N), version, minimum version
+  and a capability bitmap, so version negotiation costs no round trip.  Both sides compute the same :func:`negotiate` result once they hold both offers.
 - **Handshake datagrams** (UDP): type 1 initiation / type 2 response with sender/receiver
   indices, WireGuard-style; transport data is type 4 (``DatagramSession``).
 """
@@ -56,7 +56,8 @@ CAPABILITIES: Final[dict[str, int]] = {
 OFFER_FORMAT: Final = 1
 ROLE_OFFER: Final = 1   # in message 1 (initiator)
 ROLE_ANSWER: Final = 2  # in message 2 (responder)
-_OFFER = struct.Struct(">BBQIIQH")  # format, role, epoch, version, min_version, caps, ext len
+# format, role, epoch, timestamp, version, min_version, capabilities, extension length
+_OFFER = struct.Struct(">BBQQIIQH")
 
 MSG_INITIATION: Final = 1
 MSG_RESPONSE: Final = 2
@@ -114,6 +115,10 @@ class Offer:
 
     ``version``/``min_version`` are packed MAJOR<<16 | MINOR<<8 | PATCH; ``capabilities`` a
     bitmap of :data:`CAPABILITIES`; ``extension`` opaque application bytes after the offer.
+    ``timestamp`` (u64, e.g. nanoseconds since the epoch, supplied by the caller: sans-I/O) must
+    grow with every initiation to the same responder: a responder refuses an initiation whose
+    timestamp is not above the last one it accepted from that peer, so a recorded message 1
+    cannot be replayed to make it answer (IK's known replay gap; WireGuard's TAI64N field).
     """
 
     epoch: int
@@ -122,9 +127,11 @@ class Offer:
     capabilities: int = 0
     extension: bytes = b""
     role: int = ROLE_OFFER
+    timestamp: int = 0
 
     def __post_init__(self) -> None:
         _u64(self.epoch, "epoch")
+        _u64(self.timestamp, "timestamp")
         _u64(self.capabilities, "capabilities")
         for v in (self.version, self.min_version):
             if not 0 <= v < 1 << 24:
@@ -137,29 +144,30 @@ class Offer:
             raise InvalidValue("role is 1 (offer) or 2 (answer)")
 
     def encode(self) -> bytes:
-        return _OFFER.pack(OFFER_FORMAT, self.role, self.epoch, self.version, self.min_version,
-                           self.capabilities, len(self.extension)) + bytes(self.extension)
+        return _OFFER.pack(OFFER_FORMAT, self.role, self.epoch, self.timestamp, self.version,
+                           self.min_version, self.capabilities,
+                           len(self.extension)) + bytes(self.extension)
 
     @classmethod
     def decode(cls, data: bytes) -> Offer:
         data = bytes(data)
         if len(data) < _OFFER.size:
             raise DecodeError("offer truncated", len(data))
-        fmt, role, epoch, version, min_version, caps, ext = _OFFER.unpack_from(data)
+        fmt, role, epoch, ts, version, min_version, caps, ext = _OFFER.unpack_from(data)
         if fmt != OFFER_FORMAT:
             raise DecodeError(f"unknown offer format {fmt}", 0)
         if role not in (ROLE_OFFER, ROLE_ANSWER):
             raise DecodeError(f"bad offer role {role}", 1)
         if version >= 1 << 24 or min_version >= 1 << 24 or min_version > version:
-            raise DecodeError("bad version range", 10)
+            raise DecodeError("bad version range", 18)
         if len(data) != _OFFER.size + ext:
-            raise DecodeError("offer extension length mismatch", 26)
-        return cls(epoch, version, min_version, caps, data[_OFFER.size:], role)
+            raise DecodeError("offer extension length mismatch", 34)
+        return cls(epoch, version, min_version, caps, data[_OFFER.size:], role, ts)
 
     def answer(self) -> Offer:
         """The same offer with the answer role (what a responder sends)."""
         return Offer(self.epoch, self.version, self.min_version, self.capabilities,
-                     self.extension, ROLE_ANSWER)
+                     self.extension, ROLE_ANSWER, self.timestamp)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,14 @@ class AuraHandshake:
         offer = self.offer if role == ROLE_OFFER else self.offer.answer()
         return self.hs.write_message(offer.encode())
 
-    def read_message(self, message: bytes) -> Offer:
-        """Read the peer's message; returns its offer (raises HandshakeError / ProtocolError)."""
+    def read_message(self, message: bytes, *, not_after: int | None = None) -> Offer:
+        """Read the peer's message; returns its offer (raises HandshakeError / ProtocolError).
+
+        Responder: ``not_after`` is the greatest initiation timestamp already accepted from the
+        peer (the caller keeps it per peer); an initiation whose timestamp is not above it is a
+        replay and raises HandshakeError.  Check :attr:`peer` to know whose record to use: pass
+        ``not_after`` as a callable of the peer's PublicIdentity if it depends on the peer.
+        """
         if not self.hs.initiator_role:
             payload = self.hs.read_message(message)
             rs = self.hs.remote_static
@@ -85,6 +91,8 @@ class AuraHandshake:
         expected = ROLE_ANSWER if self.hs.initiator_role else ROLE_OFFER
         if remote.role != expected or remote.epoch != self.epoch:
             raise ProtocolError("handshake offer has the wrong role or epoch")
+        if not self.hs.initiator_role and not_after is not None and remote.timestamp <= not_after:
+            raise HandshakeError("replayed initiation (timestamp not newer than the last one)")
         self.remote_offer = remote
         return remote
 
