@@ -126,6 +126,26 @@ def groups() -> list[Group]:
             return N_HS
         return run
 
+    def binding():
+        # The Noise engineer's Aura binding alone (prologue, PSK, offers, resolve, transport
+        # sessions): shows which layer the establishment time goes to.
+        from aura_core.noise import AuraHandshake
+        from aura_core.rendezvous.negotiate import make_offer
+
+        offer, resolve = make_offer(1), {alice.public.x25519: alice.public}.get
+
+        def run() -> int:
+            for _ in range(N_HS):
+                i = AuraHandshake.initiator(alice, bob.public, key, bytes(ctx), 1, offer)
+                r = AuraHandshake.responder(bob, key, bytes(ctx), 1, offer, resolve)
+                r.read_message(i.write_message())
+                i.read_message(r.write_message())
+                i.stream_session()
+                r.stream_session()
+            return N_HS
+        return run
+
     est.add("aura RendezvousService establish", "ours", ours_establish)
     est.add("raw Noise IKpsk2 handshake", "limit", raw_noise)
+    est.add("Noise binding (AuraHandshake) only", "limit", binding)
     return [seal, opn, est]

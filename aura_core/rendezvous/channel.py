@@ -150,7 +150,7 @@ class Handshaker:
             raise UsageError(f"this call is for the {want_role.lower()}")
         if self.state == "failed":
             raise UsageError("handshake already failed")
-        if self.is_expired(now):
+        if now >= self.deadline:
             self.state = "failed"
             raise HandshakeError("handshake timed out")
         if self.state != want_state:
@@ -222,7 +222,7 @@ class Handshaker:
             peer_identity=self.peer, negotiated=self.outcome, _session=session)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SecureChannel:
     """An established channel (seed 001 §9.1)."""
 
@@ -335,20 +335,24 @@ class ChannelManager:
         A channel of an epoch older than the context's current one is refused (UsageError):
         it is exactly what rotation must get rid of.  Returns the replaced channel, if any.
         """
-        if channel.epoch < self.current_epoch(channel.context_id):
+        ctx, epoch = channel.context_id, channel.epoch
+        current = self._epochs.get(ctx, 0)
+        if epoch < current:
             channel.close(ChannelState.ERROR)
             raise ProtocolError("channel of an old epoch")
-        key = (channel.context_id, channel.remote)
+        key = (ctx, channel.remote)
         old = self._by_peer.get(key)
-        if old is not None and old.epoch > channel.epoch:
-            channel.close(ChannelState.ERROR)
-            raise ProtocolError("a newer-epoch channel with this peer exists")
-        if old is not None and old is not channel:
-            self._by_id.pop(old.channel_id, None)
-            old.close()
+        if old is not None:
+            if old.epoch > epoch:
+                channel.close(ChannelState.ERROR)
+                raise ProtocolError("a newer-epoch channel with this peer exists")
+            if old is not channel:
+                self._by_id.pop(old.channel_id, None)
+                old.close()
         self._by_peer[key] = channel
         self._by_id[channel.channel_id] = channel
-        self._epochs[channel.context_id] = max(self.current_epoch(channel.context_id), channel.epoch)
+        if epoch > current:
+            self._epochs[ctx] = epoch
         return old
 
     def find_by_context_peer(self, context: ContextId, peer: AuthorityId) -> SecureChannel | None:

@@ -31,20 +31,22 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Union
 
 from nacl import bindings as _nacl
+from nacl.exceptions import BadSignatureError as _NaclBadSignature
 from nacl.exceptions import CryptoError as _NaclCryptoError
 
 from .. import dagcbor
 from .._sodium import random_bytes as _sodium_random_bytes
-from ..errors import CodecError, DescriptorError, InvalidValue, SignatureError
+from ..errors import CodecError, DescriptorError, InvalidValue
 from ..hashing import ContextKey, Tag, hash32
 from ..ids import AuthorityId, ContextId
-from ..keys import IdentityKey, PublicIdentity
+from ..keys import IdentityKey
 from .facts import FACT_VERSION, KIND_DESCRIPTOR, KIND_DESCRIPTOR_REVOKED, RendezvousFact
 
 __all__ = [
@@ -83,10 +85,17 @@ _HEADER_FIELDS: Final = ("kind", "v", "ctx", "auth", "pk", "epoch", "valid_from"
 
 # ---- transport hints -------------------------------------------------------------------------
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_PORT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}:([0-9]{{1,5}})")
+
+
 def _socket_addr(addr: object) -> str:
     """Validate ``ip:port`` / ``[ipv6]:port`` (the only forms a direct hint may carry)."""
     if not isinstance(addr, str) or not 0 < len(addr.encode()) <= MAX_TEXT_BYTES:
         raise InvalidValue("address must be a short text 'ip:port'")
+    m = _IPV4_PORT.fullmatch(addr)  # the common case, without ipaddress's slow parser
+    if m is not None and 0 < int(m.group(1)) < 65536 and m.group(1)[0] != "0":
+        return addr
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidValue(f"bad socket address {addr!r}")
@@ -158,6 +167,7 @@ class TcpDirect:
 TransportHint = Union[QuicDirect, QuicReflexive, WebSocketRelay, WebSocketDirect, TcpDirect]
 _HINT_TYPES: Final = {c.__name__: c for c in (QuicDirect, QuicReflexive, WebSocketRelay,
                                                WebSocketDirect, TcpDirect)}
+_HINT_CLASSES: Final = tuple(_HINT_TYPES.values())
 
 
 def _hint_to_data(h: TransportHint) -> dict[str, Any]:
@@ -305,7 +315,7 @@ class RendezvousDescriptor:
         if not 0 < len(self.transport_hints) <= MAX_HINTS:
             raise InvalidValue(f"a descriptor carries 1..{MAX_HINTS} transport hints")
         for h in self.transport_hints:
-            if not isinstance(h, tuple(_HINT_TYPES.values())):
+            if not isinstance(h, _HINT_CLASSES):
                 raise InvalidValue(f"not a transport hint: {h!r}")
         if self.nickname_suggestion is not None and (
                 not isinstance(self.nickname_suggestion, str)
@@ -351,7 +361,10 @@ class RendezvousDescriptor:
                      if ep.protocol is LinkProtocol.WEBSOCKET_RELAY)
 
     def has_direct_transport(self) -> bool:
-        return any(not isinstance(h, WebSocketRelay) for h in self.transport_hints)
+        for h in self.transport_hints:
+            if type(h) is not WebSocketRelay:
+                return True
+        return False
 
     # -- encoding -----------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -402,13 +415,17 @@ def seal_descriptor(descriptor: RendezvousDescriptor, identity: IdentityKey,
     ct = _nacl.crypto_aead_xchacha20poly1305_ietf_encrypt(
         dagcbor.encode(descriptor._payload()), _ad(header), aead_nonce, key)
     fact = dict(header, aead_nonce=aead_nonce, ct=ct)
-    fact["sig"] = identity.sign(SIG_DOMAIN + dagcbor.encode(fact))
-    if len(dagcbor.encode(fact)) > MAX_DESCRIPTOR_BYTES:
+    body = dagcbor.encode(fact)
+    fact["sig"] = identity.sign(SIG_DOMAIN + body)
+    # adding "sig" (4 bytes key + 2 bytes head + 64) keeps the map head at one byte
+    if len(body) + 70 > MAX_DESCRIPTOR_BYTES:
         raise InvalidValue(f"sealed descriptor exceeds {MAX_DESCRIPTOR_BYTES} bytes")
     return fact
 
 
-def _as_fact(fact: dict[str, Any] | bytes) -> dict[str, Any]:
+def _as_fact(fact: dict[str, Any] | bytes) -> tuple[dict[str, Any], bool]:
+    """(the fact as a dict, whether its encoded size was already checked)."""
+    sized = False
     if isinstance(fact, (bytes, bytearray, memoryview)):
         if len(fact) > MAX_DESCRIPTOR_BYTES:
             raise DescriptorError("descriptor too large")
@@ -416,32 +433,31 @@ def _as_fact(fact: dict[str, Any] | bytes) -> dict[str, Any]:
             fact = dagcbor.decode(bytes(fact))
         except CodecError:
             raise DescriptorError("descriptor is not canonical DAG-CBOR") from None
+        sized = True
     if not isinstance(fact, dict):
         raise DescriptorError("not a rendezvous fact")
-    return fact
+    return fact, sized
 
 
 def _verify(pk: bytes, auth: bytes, domain: bytes, body: dict[str, Any], sig: bytes) -> None:
-    try:
-        pub = PublicIdentity(pk)
-    except InvalidValue:
-        raise DescriptorError("descriptor key is not a valid Ed25519 key") from None
-    if not hmac.compare_digest(bytes(pub.authority_id), auth):
+    # The id is the hash of the key, so this binds key and authority.  (No PublicIdentity
+    # here: its X25519 conversion costs a field inversion that verification does not need.)
+    if not hmac.compare_digest(bytes(AuthorityId.from_public_key(pk)), auth):
         raise DescriptorError("descriptor key is not bound to its authority")
     try:
-        pub.verify(domain + dagcbor.encode(body), sig)
-    except SignatureError:
+        _nacl.crypto_sign_open(sig + domain + dagcbor.encode(body), pk)
+    except (_NaclBadSignature, _NaclCryptoError, ValueError):
         raise DescriptorError("descriptor signature invalid") from None
 
 
 def open_descriptor(fact: dict[str, Any] | bytes, context_key: ContextKey, context: ContextId,
                     *, now: int, skew_ms: int = DEFAULT_SKEW_MS) -> RendezvousDescriptor:
     """Validate and decrypt a sealed descriptor; DescriptorError says what is wrong."""
-    fact = _as_fact(fact)
+    fact, sized = _as_fact(fact)
     if fact.get("kind") != KIND_DESCRIPTOR:
         raise DescriptorError("not a descriptor fact")
     RendezvousFact.check(fact)
-    if len(dagcbor.encode(fact)) > MAX_DESCRIPTOR_BYTES:
+    if not sized and len(dagcbor.encode(fact)) > MAX_DESCRIPTOR_BYTES:
         raise DescriptorError("descriptor too large")
     if not hmac.compare_digest(fact["ctx"], bytes(context)):
         raise DescriptorError("descriptor belongs to another context")
@@ -501,7 +517,7 @@ def revoke_descriptor(identity: IdentityKey, context: ContextId, nonce: bytes) -
 
 def verify_revocation(fact: dict[str, Any] | bytes, context: ContextId) -> tuple[AuthorityId, bytes]:
     """Check a revocation's shape, context and signature; return (authority, nonce)."""
-    fact = _as_fact(fact)
+    fact, _ = _as_fact(fact)
     if fact.get("kind") != KIND_DESCRIPTOR_REVOKED:
         raise DescriptorError("not a revocation fact")
     RendezvousFact.check(fact)

@@ -137,8 +137,11 @@ class RendezvousService:
         self.channels = ChannelManager()
         self._rand = rand
         self._contexts: dict[ContextId, _Context] = {}
-        self._pending: dict[tuple[ContextId, AuthorityId], Handshaker] = {}
-        self._indices: dict[tuple[ContextId, AuthorityId], int] = {}
+        # (context, peer) -> (handshaker, our sender index); soonest deadline among them
+        self._pending: dict[tuple[ContextId, AuthorityId], tuple[Handshaker, int]] = {}
+        self._soonest = 0
+        self._intents: dict[tuple[AuthorityId, str, int], SendIntent] = {}
+        self._index_pool = b""
 
     # ---- contexts -----------------------------------------------------------------------------
     def join_context(self, context: ContextId, key: ContextKey, epoch: int = 0) -> None:
@@ -162,20 +165,41 @@ class RendezvousService:
         return self._ctx(context).epoch
 
     # ---- guard evaluation ---------------------------------------------------------------------
-    def _check_snapshot(self, snapshot: GuardSnapshot, context: ContextId) -> None:
-        if not isinstance(snapshot, GuardSnapshot):
+    def _check_snapshot(self, snapshot: GuardSnapshot, context: ContextId) -> _Context:
+        if type(snapshot) is not GuardSnapshot:
             raise UsageError("a GuardSnapshot is required")
         if snapshot.authority != self.authority_id or snapshot.context != context:
             raise UsageError("guard snapshot is for another authority or context")
-        if snapshot.epoch != self._ctx(context).epoch:
+        st = self._ctx(context)
+        if snapshot.epoch != st.epoch:
             raise UsageError("guard snapshot is for another epoch")
+        return st
+
+    def _intent(self, peer: AuthorityId, capability: str, cost: int, operation: str) -> SendIntent:
+        # Intents are immutable and few (peers x operations): reuse them, which also lets the
+        # guards' per-intent effect cache hit.
+        key = (peer, capability, cost)
+        intent = self._intents.get(key)
+        if intent is None:
+            if len(self._intents) > 4096:
+                self._intents.clear()
+            intent = self._intents[key] = SendIntent(peer, capability, cost, operation=operation)
+        return intent
+
+    def _new_index(self) -> int:
+        """A random 32-bit handshake sender index (drawn from a pooled CSPRNG buffer)."""
+        pool = self._index_pool
+        if not pool:
+            pool = self._rand(64)
+        self._index_pool = pool[4:]
+        return int.from_bytes(pool[:4], "little")
 
     def _local_outcome(self, snapshot: GuardSnapshot, context: ContextId, capability: str,
                        cost: int, operation: str, facts: Callable[[], tuple[bytes, ...]]) -> GuardOutcome:
         """Guards for a journal-only operation (publish, revoke): the charge goes to our own
         account of the context, the fact propagates by sync, nothing is sent directly."""
         self._check_snapshot(snapshot, context)
-        intent = SendIntent(self.authority_id, capability, cost, operation=operation)
+        intent = self._intent(self.authority_id, capability, cost, operation)
         denied = cap_guard(snapshot, intent) or flow_guard(snapshot, intent)
         if denied is not None:
             return GuardOutcome(denied)
@@ -312,12 +336,14 @@ class RendezvousService:
 
     # ---- channels -----------------------------------------------------------------------------
     def _expire(self, now: int) -> None:
-        for k in [k for k, h in self._pending.items() if h.is_expired(now)]:
-            self._drop_pending(k)
+        if not self._pending or now < self._soonest:
+            return
+        for k in [k for k, (h, _) in self._pending.items() if h.is_expired(now)]:
+            del self._pending[k]
+        self._soonest = min((h.deadline for h, _ in self._pending.values()), default=0)
 
     def _drop_pending(self, key: tuple[ContextId, AuthorityId]) -> None:
         self._pending.pop(key, None)
-        self._indices.pop(key, None)
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -337,31 +363,31 @@ class RendezvousService:
         valid descriptor and UsageError when too many handshakes are pending; neither is
         visible to the peer.
         """
-        self._check_snapshot(snapshot, context)
-        st = self._ctx(context)
-        d = self.get_cached_descriptor(context, peer, now)
-        if d is None:
+        st = self._check_snapshot(snapshot, context)
+        d = st.cache.get(peer)
+        if d is None or now >= d.valid_until:
             raise DescriptorError("no valid descriptor cached for this peer")
         self._expire(now)
         key = (context, peer)
-        if key not in self._pending and len(self._pending) >= self.config.max_pending:
+        if len(self._pending) >= self.config.max_pending and key not in self._pending:
             raise UsageError("too many pending handshakes")
-        relay = not d.has_direct_transport()
-        intent = SendIntent(peer, CAP_RENDEZVOUS_RELAY if relay else CAP_RENDEZVOUS_CONNECT,
-                            CONNECT_RELAY_COST if relay else CONNECT_DIRECT_COST,
-                            operation="rendezvous:connect")
+        if d.has_direct_transport():
+            intent = self._intent(peer, CAP_RENDEZVOUS_CONNECT, CONNECT_DIRECT_COST, "rendezvous:connect")
+        else:
+            intent = self._intent(peer, CAP_RENDEZVOUS_RELAY, CONNECT_RELAY_COST, "rendezvous:connect")
         # Guards first: a denial must cost no key agreement either.
         denied = cap_guard(snapshot, intent) or flow_guard(snapshot, intent)
         if denied is not None:
             return GuardOutcome(denied)
         hs = Handshaker.initiator(self.identity, st.pubs[peer], st.key, context,
                                   st.epoch, now=now, timeout_ms=self.config.handshake_timeout_ms)
-        index = int.from_bytes(self._rand(4), "little")
+        index = self._new_index()
         envelope = frame_initiation(index, hs.create_init_message(now))
         outcome = evaluate(snapshot, intent, envelope)
         if outcome.is_allowed():
-            self._pending[key] = hs
-            self._indices[key] = index
+            self._pending[key] = (hs, index)
+            if len(self._pending) == 1 or hs.deadline < self._soonest:
+                self._soonest = hs.deadline
         return outcome
 
     def prepare_handle_handshake(self, snapshot: GuardSnapshot, context: ContextId,
@@ -375,10 +401,9 @@ class RendezvousService:
         channel is registered (A1).  An incompatible peer still gets the answer (it carries our
         version range, so it learns why) but no channel exists on either side.
         """
-        self._check_snapshot(snapshot, context)
-        st = self._ctx(context)
-        intent = SendIntent(initiator, CAP_RENDEZVOUS_CONNECT, CONNECT_DIRECT_COST,
-                            operation="rendezvous:connect")
+        st = self._check_snapshot(snapshot, context)
+        intent = self._intent(initiator, CAP_RENDEZVOUS_CONNECT, CONNECT_DIRECT_COST,
+                              "rendezvous:connect")
         denied = cap_guard(snapshot, intent) or flow_guard(snapshot, intent)
         if denied is not None:
             return GuardOutcome(denied)  # dropped unread: no reply, no state
@@ -394,8 +419,7 @@ class RendezvousService:
         assert hs.peer is not None
         if hs.peer.authority_id != initiator:
             raise HandshakeError("handshake is not from the claimed initiator")
-        index = int.from_bytes(self._rand(4), "little")
-        reply = frame_response(index, sender_index, response)
+        reply = frame_response(self._new_index(), sender_index, response)
         compatible = not isinstance(hs.outcome, Incompatible)
         facts: tuple[bytes, ...] = ()
         if compatible:
@@ -416,22 +440,23 @@ class RendezvousService:
         and drops the pending handshake: nothing is registered.
         """
         key = (context, peer)
-        hs = self._pending.get(key)
-        if hs is None:
+        pending = self._pending.get(key)
+        if pending is None:
             raise ProtocolError("no handshake pending with this peer")
+        hs, index = pending
         try:
             try:
                 kind, _, receiver, message = parse_handshake_datagram(envelope)
             except DecodeError:
                 raise ProtocolError("not a handshake response") from None
-            if kind != MSG_RESPONSE or receiver != self._indices.get(key):
+            if kind != MSG_RESPONSE or receiver != index:
                 raise ProtocolError("response does not match the pending handshake")
             hs.process_response(message, now)
             channel = hs.build_channel(now)
         except AuraError:
-            self._drop_pending(key)
+            del self._pending[key]
             raise
-        self._drop_pending(key)
+        del self._pending[key]
         self.channels.register(channel)
         fact = RendezvousFact.channel_established(context, self.authority_id, peer,
                                                   channel.channel_id, channel.epoch)
