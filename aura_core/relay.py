@@ -9,33 +9,46 @@ opaque bytes)``.  Every connection goes through two states::
           \\--bad AUTH / timeout--> ERROR sent, closed
 
 * On connect the relay hands out a CHALLENGE carrying a fresh 32-byte nonce.  The client
-  answers AUTH with its Ed25519 public key, a signature over the challenge, and a capability
-  token; ``authorize(token, identity, now)`` (Biscuit ``relay:forward``; see
-  aura_core.capabilities) returns the contexts the client may forward in.  The AuthorityId is
-  derived from the key, so a client cannot claim another's id.
+  answers AUTH with its Ed25519 public key, a capability token, the contexts it asks to use,
+  and a signature over all of that and the nonce.  ``authorize(token, identity, contexts,
+  now_ms)`` (:func:`biscuit_authorizer`: Biscuit ``relay:forward`` per context, expiry
+  against the wall clock) returns the contexts granted.  The AuthorityId is derived from the
+  key, so a client cannot claim another's id.
 * A SEND is forwarded only if the context is authorised for the sender, the destination is
-  connected and authorised in the same context, and the per-(context, neighbour) flow budget
-  was charged first (``COST_RELAY_FORWARD``).  Anything else is dropped silently and counted
-  (seed 002 §6: denials produce no traffic).
-* Each connection has a bounded outbound queue; a frame for a full queue is dropped and
-  counted (anchors: Tailscale DERP 32 frames, iroh-relay 512).  Flood protection is a token
-  bucket per connection (frames per second, burst), also a counted drop.
-* ``observer`` sees every accepted forward (receipt aggregation hooks in there).
+  connected (here, or on another worker: :meth:`RelayCore.set_remote`) and authorised in the
+  same context, and the per-(context, sender) flow budget was charged first
+  (``COST_RELAY_FORWARD``).  Anything else is dropped silently and counted (seed 002 §6:
+  denials produce no traffic).
+* Each connection has a bounded outbound queue (frames and bytes); a frame for a full queue
+  is dropped and counted (anchors: Tailscale DERP 32 frames, iroh-relay 512).  Flood
+  protection is a token bucket per connection, also a counted drop.
+* ``observer`` sees every frame queued for a local destination (after the budget was
+  charged): :class:`ReceiptWindows` hooks in there and closes, per (context, destination),
+  a window of forwards into one summary that the chain owner signs as ONE receipt
+  (aura_core.receipts' relay design; :class:`ReceiptSigner`).
 
-Wire format: docs/wire.md §6.  The asyncio server is aura_core/asyncio/relay.py.
+Multi-worker relays: each worker runs one core.  Frames for an authority connected to another
+worker leave through :attr:`RelayCore.remote_out` and enter there via
+:meth:`RelayCore.deliver_remote`; the charge is made once, on the sender's worker.
+
+Wire format: docs/wire.md "Relay".  The asyncio server is aura_core/asyncio/relay.py.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Protocol
 
-from .errors import AuthorizationError, InvalidValue, ProtocolError, SignatureError, UsageError
+from .errors import (
+    AuthorizationError, InvalidValue, ProtocolError, ReceiptError, SignatureError, UsageError,
+)
 from .flow import COST_RELAY_FORWARD, FlowAccount, FlowLedger
+from .hashing import Hash32
 from .ids import AuthorityId, ContextId
 from .keys import IdentityKey, PublicIdentity
 
@@ -47,11 +60,20 @@ __all__ = [
     "RelayMetrics",
     "Authorizer",
     "ForwardObserver",
+    "ReceiptWindows",
+    "ReceiptSigner",
+    "WindowClose",
+    "biscuit_authorizer",
+    "static_authorizer",
+    "envelope_id",
+    "chain_owner",
     "encode_challenge",
     "encode_auth",
     "encode_send",
     "encode_deliver",
+    "encode_receipt",
     "decode_deliver",
+    "decode_relay_message",
     "decode_welcome",
     "auth_transcript",
 ]
@@ -61,6 +83,10 @@ NONCE_LEN: Final = 32
 AUTH_DOMAIN: Final = b"aura-relay-auth/1"
 HEADER_LEN: Final = 33  # type || context id || authority id
 MAX_TOKEN_LEN: Final = 8192
+MAX_AUTH_CONTEXTS: Final = 64
+# BLAKE2b-256 personalization of an envelope id (what relay receipts commit to).
+ENVELOPE_TAG: Final = b"aura.envelope.v1"
+RECEIPT_LEN: Final = 200
 
 
 class MsgType(bytes, Enum):
@@ -69,6 +95,7 @@ class MsgType(bytes, Enum):
     WELCOME = b"\x03"
     SEND = b"\x10"
     DELIVER = b"\x11"
+    RECEIPT = b"\x12"
     ERROR = b"\x7f"
 
 
@@ -78,23 +105,37 @@ ERR_AUTH: Final = 2
 ERR_CAPACITY: Final = 3
 ERR_SHUTDOWN: Final = 4
 
+_DELIVER: Final = 0x11
+_SEND: Final = 0x10
 
-def auth_transcript(nonce: bytes, ed25519_public: bytes) -> bytes:
-    """What a client signs to authenticate: domain || version || relay nonce || its key."""
-    return AUTH_DOMAIN + bytes([RELAY_VERSION]) + nonce + ed25519_public
+
+def _auth_body(ed25519_public: bytes, token: bytes, contexts: Sequence[bytes]) -> bytes:
+    return (ed25519_public + len(token).to_bytes(2, "big") + token + bytes([len(contexts)])
+            + b"".join(contexts))
+
+
+def auth_transcript(nonce: bytes, ed25519_public: bytes, token: bytes = b"",
+                    contexts: Sequence[bytes] = ()) -> bytes:
+    """What a client signs: domain || version || nonce || key || u16 len || token || u8 n || ctxs."""
+    return AUTH_DOMAIN + bytes([RELAY_VERSION]) + nonce + _auth_body(ed25519_public, token, contexts)
 
 
 def encode_challenge(nonce: bytes) -> bytes:
     return MsgType.CHALLENGE.value + bytes([RELAY_VERSION]) + nonce
 
 
-def encode_auth(key: IdentityKey, nonce: bytes, token: bytes) -> bytes:
-    """Client side: the AUTH answer to a CHALLENGE nonce."""
+def encode_auth(key: IdentityKey, nonce: bytes, token: bytes,
+                contexts: Iterable[ContextId | bytes] = ()) -> bytes:
+    """Client side: the AUTH answer to a CHALLENGE nonce, asking for ``contexts``."""
     if len(token) > MAX_TOKEN_LEN:
         raise InvalidValue("capability token too large")
+    ctxs = [bytes(c) for c in contexts]
+    if len(ctxs) > MAX_AUTH_CONTEXTS or any(len(c) != 16 for c in ctxs):
+        raise InvalidValue(f"at most {MAX_AUTH_CONTEXTS} 16-byte context ids")
     pk = key.public.ed25519
-    return (MsgType.AUTH.value + pk + key.sign(auth_transcript(nonce, pk))
-            + len(token).to_bytes(2, "big") + token)
+    body = _auth_body(pk, token, ctxs)
+    sig = key.sign(AUTH_DOMAIN + bytes([RELAY_VERSION]) + nonce + body)
+    return MsgType.AUTH.value + body + sig
 
 
 def parse_challenge(message: bytes) -> bytes:
@@ -123,6 +164,12 @@ def encode_deliver(context: bytes, src: bytes, payload: bytes | memoryview) -> b
     return MsgType.DELIVER.value + context + src + payload
 
 
+def encode_receipt(packed_receipt: bytes) -> bytes:
+    if len(packed_receipt) != RECEIPT_LEN:
+        raise InvalidValue("a packed receipt is 200 bytes")
+    return MsgType.RECEIPT.value + packed_receipt
+
+
 def decode_deliver(message: bytes) -> tuple[ContextId, AuthorityId, bytes]:
     """Client side: (context, source authority, payload) of a DELIVER."""
     if len(message) < HEADER_LEN or message[:1] != MsgType.DELIVER.value:
@@ -130,19 +177,44 @@ def decode_deliver(message: bytes) -> tuple[ContextId, AuthorityId, bytes]:
     return ContextId(message[1:17]), AuthorityId(message[17:33]), message[33:]
 
 
+def decode_relay_message(message: bytes) -> tuple[MsgType, bytes]:
+    """Client side: (DELIVER, whole message) or (RECEIPT, the 200-byte receipt)."""
+    if message[:1] == MsgType.DELIVER.value and len(message) >= HEADER_LEN:
+        return MsgType.DELIVER, message
+    if message[:1] == MsgType.RECEIPT.value and len(message) == 1 + RECEIPT_LEN:
+        return MsgType.RECEIPT, message[1:]
+    raise ProtocolError("unexpected relay message", code=ERR_PROTOCOL)
+
+
+def envelope_id(deliver_frame: bytes | memoryview) -> bytes:
+    """BLAKE2b-256(person="aura.envelope.v1", ctx || src || payload) of a DELIVER frame.
+
+    The destination computes the same id from what it received, so it can check a relay
+    receipt's commitment against the frames it got.
+    """
+    return hashlib.blake2b(memoryview(deliver_frame)[1:], digest_size=32, person=ENVELOPE_TAG).digest()
+
+
+def chain_owner(dst: bytes, workers: int) -> int:
+    """The worker that signs the receipt chains toward ``dst`` (one writer per chain)."""
+    return int.from_bytes(dst[:4], "big") % workers
+
+
 class Authorizer(Protocol):
-    def __call__(self, token: bytes, identity: PublicIdentity, now: float) -> Iterable[ContextId]:
-        """Contexts in which ``identity`` may have frames forwarded; raise AuthorizationError."""
+    def __call__(self, token: bytes, identity: PublicIdentity, contexts: Sequence[ContextId],
+                 now_ms: int) -> Iterable[ContextId]:
+        """Which of ``contexts`` ``identity`` may forward in; raise AuthorizationError if none."""
 
 
 class ForwardObserver(Protocol):
-    def __call__(self, context: bytes, src: bytes, dst: bytes, size: int, now: float) -> None:
-        """Called once per accepted forward (after the budget was charged)."""
+    def __call__(self, context: bytes, src: bytes, dst: bytes, frame: bytes, now: float) -> None:
+        """Called once per frame queued for a local destination (``frame``: the DELIVER)."""
 
 
 @dataclass(frozen=True)
 class RelayConfig:
     queue_limit: int = 512          # frames queued per connection before counted drops
+    queue_bytes: int = 1 << 21      # bytes queued per connection before counted drops
     max_frame: int = 65535 + HEADER_LEN
     max_clients: int = 10_000
     auth_timeout: float = 10.0      # seconds a connection may stay unauthenticated
@@ -152,8 +224,9 @@ class RelayConfig:
     burst: float = 20_000.0         # bucket size
 
     def __post_init__(self) -> None:
-        if self.queue_limit < 1 or self.max_clients < 1 or self.max_frame <= HEADER_LEN:
-            raise InvalidValue("relay limits must be positive")
+        if (self.queue_limit < 1 or self.max_clients < 1 or self.max_frame <= HEADER_LEN
+                or self.queue_bytes < self.max_frame or self.rate <= 0 or self.burst < 1):
+            raise InvalidValue("relay limits must be positive (queue_bytes >= max_frame)")
 
 
 @dataclass
@@ -165,6 +238,7 @@ class RelayMetrics:
     auth_failures: int = 0
     forwarded: int = 0
     forwarded_bytes: int = 0
+    delivered_remote: int = 0
     drop_queue_full: int = 0
     drop_unknown_destination: int = 0
     drop_unauthorised_context: int = 0
@@ -172,9 +246,14 @@ class RelayMetrics:
     drop_malformed: int = 0
     drop_rate_limited: int = 0
     drop_oversize: int = 0
+    drop_gone: int = 0               # remote destination left while the frame crossed workers
+    receipts_issued: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+GAUGES: Final = frozenset({"connections", "authenticated"})
 
 
 @dataclass(eq=False)
@@ -186,6 +265,8 @@ class _Conn:
     contexts: frozenset[bytes] = frozenset()  # raw context ids authorised
     accounts: dict[bytes, FlowAccount] = field(default_factory=dict)
     queue: collections.deque[bytes] = field(default_factory=collections.deque)
+    queued_bytes: int = 0
+    enqueued: int = 0                         # frames ever queued (latency sampling)
     tokens: float = 0.0
     refilled: float = 0.0
     closing: bool = False
@@ -196,22 +277,33 @@ class RelayCore:
 
     Drive it with :meth:`connect`, :meth:`receive`, :meth:`disconnect`; drain each
     connection's frames with :meth:`pop_outgoing`.  :meth:`receive` returns the ids of the
-    connections that have new frames to write.
+    connections that have new frames to write; frames for other workers collect in
+    :attr:`remote_out` as ``(worker, dst, deliver_frame)``.
     """
 
     def __init__(self, authorize: Authorizer, *, config: RelayConfig | None = None,
                  ledger: FlowLedger | None = None, observer: ForwardObserver | None = None,
-                 rand: Callable[[int], bytes] | None = None) -> None:
+                 rand: Callable[[int], bytes] | None = None,
+                 wall_ms: Callable[[float], int] | None = None, guards: bool = True) -> None:
         if rand is None:
             from ._sodium import random_bytes as rand
         self.config = config or RelayConfig()
         self.ledger = ledger if ledger is not None else FlowLedger()
         self.metrics = RelayMetrics()
+        self.observer = observer
+        self.remote_out: list[tuple[int, bytes, bytes]] = []
         self._authorize = authorize
-        self._observer = observer
         self._rand = rand
+        # Biscuit expiries are wall-clock: the I/O layer injects its clock; by default the
+        # monotonic ``now`` (seconds) is taken as Unix time, which suits tests.
+        self._wall_ms = wall_ms or (lambda now: int(now * 1000))
         self._conns: dict[int, _Conn] = {}
         self._by_authority: dict[bytes, _Conn] = {}
+        self._remote: dict[bytes, tuple[int, frozenset[bytes]]] = {}
+        if not guards:
+            # benchmarks only: the same stack without per-frame guards (context, rate, budget,
+            # receipts) -- the ceiling the guarded relay is measured against
+            self.receive = self._receive_unguarded  # type: ignore[method-assign]
 
     # -- connections ------------------------------------------------------------------------
 
@@ -251,6 +343,33 @@ class RelayCore:
         conn = self._conns.get(conn_id)
         return AuthorityId(conn.authority) if conn and conn.authority else None
 
+    def contexts_of(self, conn_id: int) -> frozenset[bytes]:
+        conn = self._conns.get(conn_id)
+        return conn.contexts if conn and conn.authority else frozenset()
+
+    def conn_of(self, authority: bytes) -> int | None:
+        conn = self._by_authority.get(authority)
+        return conn.conn_id if conn else None
+
+    # -- the directory of authorities on other workers ------------------------------------
+
+    def set_remote(self, authority: bytes, worker: int, contexts: Iterable[bytes]) -> int | None:
+        """``authority`` is now connected on ``worker``.  Newest wins: returns the id of a local
+        connection of the same authority that must now be closed, if any."""
+        self._remote[bytes(authority)] = (worker, frozenset(contexts))
+        local = self._by_authority.pop(bytes(authority), None)
+        if local is None:
+            return None
+        local.authority = None
+        local.closing = True
+        self.metrics.authenticated -= 1
+        return local.conn_id
+
+    def drop_remote(self, authority: bytes, worker: int) -> None:
+        entry = self._remote.get(bytes(authority))
+        if entry is not None and entry[0] == worker:
+            del self._remote[bytes(authority)]
+
     # -- frames -----------------------------------------------------------------------------
 
     def receive(self, conn_id: int, message: bytes, now: float) -> tuple[list[int], bytes | None]:
@@ -264,45 +383,140 @@ class RelayCore:
         if conn is None:
             raise UsageError(f"unknown connection {conn_id}")
         if conn.authority is None:
+            if conn.closing:  # superseded: nothing more is accepted from it
+                return [], None
             return [], self._auth(conn, message, now)
-        if len(message) < HEADER_LEN or message[0] != 0x10:
-            self.metrics.drop_malformed += 1
+        m = self.metrics
+        if len(message) < HEADER_LEN or message[0] != _SEND:
+            m.drop_malformed += 1
             return [], None
         if len(message) > self.config.max_frame:
-            self.metrics.drop_oversize += 1
+            m.drop_oversize += 1
             return [], None
         # token bucket (flood protection)
-        tokens = conn.tokens + (now - conn.refilled) * self.config.rate
+        cfg = self.config
+        tokens = conn.tokens + (now - conn.refilled) * cfg.rate
         conn.refilled = now
-        if tokens > self.config.burst:
-            tokens = self.config.burst
+        if tokens > cfg.burst:
+            tokens = cfg.burst
         if tokens < 1.0:
             conn.tokens = tokens
-            self.metrics.drop_rate_limited += 1
+            m.drop_rate_limited += 1
             return [], None
         conn.tokens = tokens - 1.0
         ctx = message[1:17]
         account = conn.accounts.get(ctx)
         if account is None:
-            self.metrics.drop_unauthorised_context += 1
+            m.drop_unauthorised_context += 1
             return [], None
-        dst = self._by_authority.get(message[17:33])
-        if dst is None or ctx not in dst.contexts:
-            self.metrics.drop_unknown_destination += 1
+        dst_id = message[17:33]
+        dst = self._by_authority.get(dst_id)
+        if dst is None:
+            remote = self._remote.get(dst_id)
+            if remote is None or ctx not in remote[1]:
+                m.drop_unknown_destination += 1
+                return [], None
+            if not account.try_charge(COST_RELAY_FORWARD):  # charge before forwarding
+                m.drop_budget += 1
+                return [], None
+            assert conn.authority is not None
+            self.remote_out.append(
+                (remote[0], dst_id, encode_deliver(ctx, conn.authority, memoryview(message)[HEADER_LEN:])))
+            m.forwarded += 1
+            m.forwarded_bytes += len(message) - HEADER_LEN
+            return [], None
+        if ctx not in dst.contexts:
+            m.drop_unknown_destination += 1
+            return [], None
+        size = len(message)  # the DELIVER is as long as the SEND
+        if len(dst.queue) >= cfg.queue_limit or dst.queued_bytes + size > cfg.queue_bytes:
+            m.drop_queue_full += 1
+            return [], None
+        if not account.try_charge(COST_RELAY_FORWARD):  # charge before forwarding
+            m.drop_budget += 1
+            return [], None
+        assert conn.authority is not None
+        frame = encode_deliver(ctx, conn.authority, memoryview(message)[HEADER_LEN:])
+        dst.queue.append(frame)
+        dst.queued_bytes += size
+        dst.enqueued += 1
+        m.forwarded += 1
+        m.forwarded_bytes += len(message) - HEADER_LEN
+        if self.observer is not None:
+            self.observer(ctx, conn.authority, dst_id, frame, now)
+        return [dst.conn_id], None
+
+    def _receive_unguarded(self, conn_id: int, message: bytes, now: float) -> tuple[list[int], bytes | None]:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise UsageError(f"unknown connection {conn_id}")
+        if conn.authority is None:
+            if conn.closing:
+                return [], None
+            return [], self._auth(conn, message, now)
+        if len(message) < HEADER_LEN or message[0] != _SEND or len(message) > self.config.max_frame:
+            self.metrics.drop_malformed += 1
+            return [], None
+        dst_id = message[17:33]
+        dst = self._by_authority.get(dst_id)
+        assert conn.authority is not None
+        if dst is None:
+            remote = self._remote.get(dst_id)
+            if remote is None:
+                self.metrics.drop_unknown_destination += 1
+                return [], None
+            self.remote_out.append((remote[0], dst_id, encode_deliver(
+                message[1:17], conn.authority, memoryview(message)[HEADER_LEN:])))
+            self.metrics.forwarded += 1
             return [], None
         if len(dst.queue) >= self.config.queue_limit:
             self.metrics.drop_queue_full += 1
             return [], None
-        if not account.try_charge(COST_RELAY_FORWARD):  # charge before forwarding
-            self.metrics.drop_budget += 1
-            return [], None
-        assert conn.authority is not None
-        dst.queue.append(encode_deliver(ctx, conn.authority, memoryview(message)[HEADER_LEN:]))
+        frame = encode_deliver(message[1:17], conn.authority, memoryview(message)[HEADER_LEN:])
+        dst.queue.append(frame)
+        dst.queued_bytes += len(frame)
+        dst.enqueued += 1
         self.metrics.forwarded += 1
-        self.metrics.forwarded_bytes += len(message) - HEADER_LEN
-        if self._observer is not None:
-            self._observer(ctx, conn.authority, dst.authority or b"", len(message) - HEADER_LEN, now)
         return [dst.conn_id], None
+
+    def deliver_remote(self, dst_id: bytes, frame: bytes, now: float) -> int | None:
+        """A DELIVER frame another worker charged and forwarded: queue it for ``dst_id``.
+
+        Returns the connection to wake, or None (counted drop: gone, full, or not in context).
+        """
+        m = self.metrics
+        dst = self._by_authority.get(dst_id)
+        if dst is None or len(frame) < HEADER_LEN or frame[0] != _DELIVER:
+            m.drop_gone += 1
+            return None
+        ctx = frame[1:17]
+        if ctx not in dst.contexts:
+            m.drop_gone += 1
+            return None
+        cfg = self.config
+        if len(dst.queue) >= cfg.queue_limit or dst.queued_bytes + len(frame) > cfg.queue_bytes:
+            m.drop_queue_full += 1
+            return None
+        dst.queue.append(frame)
+        dst.queued_bytes += len(frame)
+        dst.enqueued += 1
+        m.delivered_remote += 1
+        if self.observer is not None:
+            self.observer(ctx, frame[17:33], dst_id, frame, now)
+        return dst.conn_id
+
+    def enqueue_control(self, conn_id: int, message: bytes) -> bool:
+        """Queue a relay-originated message (a RECEIPT) behind the frames it covers.
+
+        Not subject to the frame bounds (one per window), so it is never dropped for a full queue.
+        """
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.authority is None:
+            return False
+        conn.queue.append(message)
+        conn.queued_bytes += len(message)
+        conn.enqueued += 1
+        return True
 
     def pop_outgoing(self, conn_id: int, limit: int = 64) -> list[bytes]:
         """Up to ``limit`` queued frames for a connection, oldest first."""
@@ -311,21 +525,31 @@ class RelayCore:
             return []
         q = conn.queue
         n = min(limit, len(q))
-        return [q.popleft() for _ in range(n)]
+        out = [q.popleft() for _ in range(n)]
+        conn.queued_bytes -= sum(map(len, out))
+        return out
 
     def queue_depth(self, conn_id: int) -> int:
         conn = self._conns.get(conn_id)
         return len(conn.queue) if conn else 0
 
+    def enqueued_count(self, conn_id: int) -> int:
+        conn = self._conns.get(conn_id)
+        return conn.enqueued if conn else 0
+
     def total_queued(self) -> int:
         return sum(len(c.queue) for c in self._conns.values())
+
+    def total_queued_bytes(self) -> int:
+        return sum(c.queued_bytes for c in self._conns.values())
 
     # -- authentication ---------------------------------------------------------------------
 
     def _auth(self, conn: _Conn, message: bytes, now: float) -> bytes:
         try:
-            identity, token = self._parse_auth(conn, message)
-            contexts = frozenset(bytes(c) for c in self._authorize(token, identity, now))
+            identity, token, requested = self._parse_auth(conn, message)
+            contexts = frozenset(bytes(c) for c in self._authorize(
+                token, identity, [ContextId(c) for c in requested], self._wall_ms(now)))
             if not contexts:
                 raise AuthorizationError()
         except (AuthorizationError, SignatureError, ProtocolError, InvalidValue):
@@ -337,6 +561,7 @@ class RelayCore:
             previous.authority = None
             previous.closing = True
             self.metrics.authenticated -= 1
+        self._remote.pop(authority, None)
         conn.authority = authority
         conn.contexts = contexts
         conn.tokens = self.config.burst
@@ -357,32 +582,181 @@ class RelayCore:
         return [c.conn_id for c in self._conns.values() if c.closing]
 
     @staticmethod
-    def _parse_auth(conn: _Conn, message: bytes) -> tuple[PublicIdentity, bytes]:
-        if len(message) < 1 + 32 + 64 + 2 or message[:1] != MsgType.AUTH.value:
+    def _parse_auth(conn: _Conn, message: bytes) -> tuple[PublicIdentity, bytes, list[bytes]]:
+        if len(message) < 1 + 32 + 2 + 1 + 64 or message[:1] != MsgType.AUTH.value:
             raise ProtocolError("expected AUTH", code=ERR_PROTOCOL)
-        pk, sig = message[1:33], message[33:97]
-        n = int.from_bytes(message[97:99], "big")
-        token = message[99:]
-        if len(token) != n or n > MAX_TOKEN_LEN:
+        pk = message[1:33]
+        n = int.from_bytes(message[33:35], "big")
+        if n > MAX_TOKEN_LEN or len(message) < 35 + n + 1 + 64:
             raise ProtocolError("bad AUTH token length", code=ERR_PROTOCOL)
+        token = message[35:35 + n]
+        k = message[35 + n]
+        end = 36 + n + 16 * k
+        if k > MAX_AUTH_CONTEXTS or len(message) != end + 64:
+            raise ProtocolError("bad AUTH context list", code=ERR_PROTOCOL)
+        requested = [message[i:i + 16] for i in range(36 + n, end, 16)]
         identity = PublicIdentity(pk)
-        identity.verify(auth_transcript(conn.nonce, pk), sig)
-        return identity, token
+        identity.verify(AUTH_DOMAIN + bytes([RELAY_VERSION]) + conn.nonce + message[1:end],
+                        message[end:])
+        return identity, token, requested
+
+
+# -- authorizers ---------------------------------------------------------------------------------
+
+def biscuit_authorizer(root_public_key: bytes) -> Authorizer:
+    """Production authorizer: a Biscuit token from ``root_public_key``'s issuer must grant
+    ``relay:forward`` in each requested context at ``now_ms`` (aura_core.capabilities).
+
+    Contexts the token does not grant are left out; none granted (wrong root, forged,
+    expired, other context, capability missing) is a generic AuthorizationError.
+    """
+    from .capabilities import CAP_RELAY_FORWARD, verify_capabilities
+
+    root = bytes(root_public_key)
+    if len(root) != 32:
+        raise InvalidValue("a Biscuit root public key is 32 bytes")
+    wanted = (CAP_RELAY_FORWARD,)
+
+    def authorize(token: bytes, identity: PublicIdentity, contexts: Sequence[ContextId],
+                  now_ms: int) -> Iterable[ContextId]:
+        granted = [c for c in contexts
+                   if CAP_RELAY_FORWARD in verify_capabilities(token, root, c, now_ms, wanted)]
+        if not granted:
+            raise AuthorizationError()
+        return granted
+
+    return authorize
 
 
 def static_authorizer(grants: dict[AuthorityId, Iterable[ContextId]], token: bytes) -> Authorizer:
     """An authorizer for tests and closed deployments: a fixed table and one shared token.
 
-    Production relays use aura_core.capabilities (Biscuit ``relay:forward``).
+    With no contexts requested the client gets all its table entries.  Production relays use
+    :func:`biscuit_authorizer`.
     """
     table = {a: frozenset(cs) for a, cs in grants.items()}
 
-    def authorize(presented: bytes, identity: PublicIdentity, now: float) -> Iterable[ContextId]:
+    def authorize(presented: bytes, identity: PublicIdentity, contexts: Sequence[ContextId],
+                  now_ms: int) -> Iterable[ContextId]:
         if not hmac.compare_digest(presented, token):
             raise AuthorizationError()
-        contexts = table.get(identity.authority_id)
-        if not contexts:
+        allowed = table.get(identity.authority_id, frozenset())
+        granted = allowed if not contexts else allowed & frozenset(contexts)
+        if not granted:
             raise AuthorizationError()
-        return contexts
+        return granted
 
     return authorize
+
+
+# -- receipts ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class WindowClose:
+    """A closed window of forwards toward ``dst`` in ``ctx``: what one receipt will cover."""
+
+    ctx: bytes
+    dst: bytes
+    epoch: int
+    cost: int
+    count: int
+    commit: Hash32
+
+
+class _Win:
+    __slots__ = ("start", "cost", "ids")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.cost = 0
+        self.ids: list[bytes] = []
+
+
+class ReceiptWindows:
+    """Closes, per (context, destination), windows of forwards (an observer for RelayCore).
+
+    The rule is aura_core.receipts.ForwardAggregator's: a window closes ``window`` seconds
+    after its first forward, or at ``max_cost``; its summary carries the summed cost and
+    ``forward_commitment`` of the envelope ids.  Closing is split from signing so that on a
+    multi-worker relay the worker delivering the frames closes windows while the one worker
+    owning the (ctx, dst) chain signs (:class:`ReceiptSigner`): one writer per chain.
+    """
+
+    def __init__(self, *, window: float = 1.0, max_cost: int = 1 << 20, epoch: int = 0) -> None:
+        if not window > 0 or max_cost < 1:
+            raise InvalidValue("window and max_cost must be positive")
+        self.window = window
+        self.max_cost = max_cost
+        self.epoch = epoch
+        self._open: dict[tuple[bytes, bytes], _Win] = {}
+        self._full: list[tuple[bytes, bytes]] = []
+
+    def __call__(self, context: bytes, src: bytes, dst: bytes, frame: bytes, now: float) -> None:
+        key = (context, dst)
+        w = self._open.get(key)
+        if w is None:
+            w = self._open[key] = _Win(now)
+        w.ids.append(envelope_id(frame))
+        w.cost += COST_RELAY_FORWARD
+        if w.cost == self.max_cost:
+            self._full.append(key)
+
+    def rotate(self, epoch: int) -> list[WindowClose]:
+        """Close every window under the old epoch, then count under ``epoch``."""
+        out = self.flush()
+        self.epoch = max(self.epoch, epoch)
+        return out
+
+    def next_deadline(self) -> float | None:
+        if self._full:
+            return float("-inf")
+        if not self._open:
+            return None
+        return min(w.start for w in self._open.values()) + self.window
+
+    def poll(self, now: float) -> list[WindowClose]:
+        due = {k for k, w in self._open.items() if w.start + self.window <= now}
+        due.update(self._full)
+        self._full.clear()
+        return [self._close(k) for k in sorted(due) if k in self._open]
+
+    def flush(self) -> list[WindowClose]:
+        self._full.clear()
+        return [self._close(k) for k in sorted(self._open)]
+
+    def _close(self, key: tuple[bytes, bytes]) -> WindowClose:
+        from .receipts import forward_commitment
+
+        w = self._open.pop(key)
+        return WindowClose(key[0], key[1], self.epoch, w.cost, len(w.ids), forward_commitment(w.ids))
+
+
+class ReceiptSigner:
+    """Signs window summaries into receipts with the relay's own IdentityKey.
+
+    ``src`` of every receipt is the relay's AuthorityId, ``dst`` the neighbour the frames were
+    delivered to; one chain per (ctx, dst) (aura_core.receipts.ReceiptIssuer).  Issued
+    receipts are kept (bounded) for the journal and handed to ``sink`` if given.
+    """
+
+    def __init__(self, key: IdentityKey, *, keep: int = 10_000,
+                 sink: Callable[[bytes], None] | None = None) -> None:
+        from .receipts import ReceiptIssuer
+
+        self.key = key
+        self.issuer = ReceiptIssuer(key)
+        self.issued: collections.deque[bytes] = collections.deque(maxlen=keep)
+        self.sink = sink
+        self.count = 0
+
+    def sign(self, close: WindowClose) -> bytes:
+        """The 200-byte packed receipt for ``close``."""
+        chain = self.issuer.chain(ContextId(close.ctx), AuthorityId(close.dst), close.epoch)
+        if chain.epoch != close.epoch:
+            raise ReceiptError("window of an epoch the chain already left")
+        packed = bytes(chain.issue(close.cost, close.commit))
+        self.issued.append(packed)
+        self.count += 1
+        if self.sink is not None:
+            self.sink(packed)
+        return packed

@@ -25,7 +25,7 @@ def _core(**cfg):
     grants = {A.authority_id: [CTX], B.authority_id: [CTX], C.authority_id: [OTHER_CTX]}
     seen = []
     core = RelayCore(static_authorizer(grants, TOKEN), config=RelayConfig(**cfg),
-                     observer=lambda ctx, src, dst, size, now: seen.append((ctx, src, dst, size)),
+                     observer=lambda ctx, src, dst, frame, now: seen.append((ctx, src, dst, len(frame) - 33)),
                      rand=lambda n: bytes(n))
     return core, seen
 
@@ -55,6 +55,11 @@ def test_auth_welcomes_the_key_holder_only():
     assert core.metrics.auth_failures == 3
     assert b"authorization failed" in _join(core, 5, A, token=b"x")
     assert auth_transcript(nonce, A.public.ed25519).startswith(b"aura-relay-auth/1\x01")
+    # the signature covers the token and the requested contexts: swapping either fails
+    nonce6 = parse_challenge(core.connect(6, 0.0))
+    msg = bytearray(encode_auth(A, nonce6, TOKEN, [CTX]))
+    msg[-64 - 1] ^= 1  # last byte of the requested context
+    assert core.receive(6, bytes(msg), 0.0)[1][:2] == MsgType.ERROR.value + bytes([ERR_AUTH])
 
 
 def test_forwarding_rules_and_counted_drops():
@@ -175,5 +180,5 @@ def test_websocket_relay_delivers_in_order_and_exports_metrics():
     got, metrics = asyncio.run(_roundtrip(1000))
     assert [p for _, _, p in got] == [i.to_bytes(4, "big") for i in range(1000)]
     assert all(src == A.authority_id and ctx == CTX for ctx, src, _ in got)
-    assert "aura_relay_forwarded_total 1000" in metrics
+    assert "aura_relay_forwards_total 1000" in metrics
     assert "aura_relay_auth_failures_total" in metrics

@@ -1,100 +1,375 @@
-"""WebSocket relay server and client over :class:`aura_core.relay.RelayCore` (the only I/O).
+"""WebSocket relay server, its multi-worker node, and the client (the relay's only I/O).
 
-The server feeds each binary WebSocket message to the core, and one writer task per
-connection drains that connection's queue with a write timeout (a reader that is too slow is
-disconnected rather than allowed to grow memory).  A Prometheus text endpoint serves the
-core's counters.  Shutdown stops reading, flushes every queued frame, then closes.
+One :class:`RelayServer` per worker process feeds each binary WebSocket message to its
+:class:`~aura_core.relay.RelayCore`; one writer task per connection drains that connection's
+queue in batches (one socket write per batch) with a write timeout, so a reader that is too
+slow is disconnected instead of growing memory.
+
+Multi-core (:func:`run_node`): the parent process reserves the port, creates a full mesh of
+Unix stream socketpairs between the workers plus one control socketpair per worker, and
+forks one worker per core; every worker binds the same port with SO_REUSEPORT (the kernel
+spreads connections).  Workers tell each other which authorities they hold (JOIN/LEAVE, newest
+by monotonic time wins), forward frames for authorities held elsewhere over the mesh (the
+budget is charged once, on the sender's worker), and send receipt windows to the worker that
+owns the (ctx, dst) chain (``chain_owner``) so each chain has one signer.  The parent serves
+the Prometheus endpoint by asking every worker for its counters over the control pipe.
+
+Shutdown (SIGTERM/SIGINT): stop accepting and stop reading (transports paused: everything
+already read is still processed), tell the other workers DRAINED after the last mesh frame,
+wait for theirs, flush receipt windows, write every queued frame, then close with 1001.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
+import os
+import signal
+import socket
+import struct
+import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ..errors import ProtocolError, TransportError
+from ..hashing import Hash32
 from ..ids import AuthorityId, ContextId
 from ..keys import IdentityKey
-from ..relay import MsgType, RelayCore, decode_deliver, decode_welcome, encode_auth, encode_send, parse_challenge
+from ..relay import (
+    GAUGES, MsgType, ReceiptSigner, ReceiptWindows, RelayCore, WindowClose, chain_owner,
+    decode_deliver, decode_welcome, encode_auth, encode_receipt, encode_send, parse_challenge,
+)
 
-__all__ = ["RelayServer", "RelayClient", "serve_relay"]
+__all__ = ["RelayServer", "RelayClient", "LatencyHistogram", "serve_relay", "format_metrics",
+           "run_node", "NodeSettings"]
 
 log = logging.getLogger("aura_core.relay")
 _clock = time.monotonic
 
 
-@dataclass
+def _log(event: str, **fields: object) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}))
+
+
+# -- latency histogram ---------------------------------------------------------------------------
+
+BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+           0.25, 1.0)
+
+
+class LatencyHistogram:
+    """Cumulative-bucket histogram (Prometheus semantics) of sampled forwarding latencies."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        i = 0
+        for i, bound in enumerate(BUCKETS):  # noqa: B007 - 13 buckets, sampled frames only
+            if seconds <= bound:
+                break
+        else:
+            i = len(BUCKETS)
+        self.counts[i] += 1
+        self.sum += seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": list(self.counts), "sum": self.sum}
+
+    @staticmethod
+    def quantile(counts: Sequence[int], q: float) -> float:
+        """Upper bucket bound holding quantile ``q`` (inf past the last bucket)."""
+        total = sum(counts)
+        if not total:
+            return 0.0
+        acc = 0
+        for i, c in enumerate(counts):
+            acc += c
+            if acc >= q * total:
+                return BUCKETS[i] if i < len(BUCKETS) else float("inf")
+        return float("inf")
+
+
+def format_metrics(stats: Iterable[dict[str, Any]]) -> str:
+    """Prometheus text exposition of one or more workers' :meth:`RelayServer.stats`."""
+    total: dict[str, int] = {}
+    counts = [0] * (len(BUCKETS) + 1)
+    lsum = 0.0
+    n = 0
+    for s in stats:
+        n += 1
+        for k, v in s["metrics"].items():
+            total[k] = total.get(k, 0) + v
+        for k in ("queue_depth", "queued_bytes"):
+            total[k] = total.get(k, 0) + s[k]
+        counts = [a + b for a, b in zip(counts, s["latency"]["counts"])]
+        lsum += s["latency"]["sum"]
+    out = ["# HELP aura_relay_workers Worker processes answering.", "# TYPE aura_relay_workers gauge",
+           f"aura_relay_workers {n}"]
+
+    def metric(name: str, kind: str, help_: str, value: object, labels: str = "") -> None:
+        out.extend((f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name}{labels} {value}"))
+
+    metric("aura_relay_connections", "gauge", "Open WebSocket connections.", total.get("connections", 0))
+    metric("aura_relay_authenticated", "gauge", "Authenticated clients.", total.get("authenticated", 0))
+    metric("aura_relay_auth_failures_total", "counter", "Refused AUTH attempts.", total.get("auth_failures", 0))
+    metric("aura_relay_forwards_total", "counter", "Frames charged and forwarded.", total.get("forwarded", 0))
+    metric("aura_relay_forwarded_bytes_total", "counter", "Payload bytes forwarded.",
+           total.get("forwarded_bytes", 0))
+    metric("aura_relay_budget_denials_total", "counter", "Frames refused by the flow budget.",
+           total.get("drop_budget", 0))
+    metric("aura_relay_receipts_total", "counter", "Receipts signed.", total.get("receipts_issued", 0))
+    metric("aura_relay_queue_depth", "gauge", "Frames queued for clients.", total.get("queue_depth", 0))
+    metric("aura_relay_queued_bytes", "gauge", "Bytes queued for clients.", total.get("queued_bytes", 0))
+    out += ["# HELP aura_relay_drops_total Frames dropped, by reason.", "# TYPE aura_relay_drops_total counter"]
+    for k in sorted(total):
+        if k.startswith("drop_"):
+            out.append(f'aura_relay_drops_total{{reason="{k[5:]}"}} {total[k]}')
+    name = "aura_relay_forward_latency_seconds"
+    out += [f"# HELP {name} Read-to-written latency of sampled frames.", f"# TYPE {name} histogram"]
+    acc = 0
+    for bound, c in zip(BUCKETS, counts):
+        acc += c
+        out.append(f'{name}_bucket{{le="{bound}"}} {acc}')
+    acc += counts[-1]
+    out += [f'{name}_bucket{{le="+Inf"}} {acc}', f"{name}_sum {lsum:.6f}", f"{name}_count {acc}"]
+    return "\n".join(out) + "\n"
+
+
+async def _serve_http_text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           body_fn: Callable[[], Any]) -> None:
+    try:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = (await body_fn()).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+# -- worker mesh ---------------------------------------------------------------------------------
+
+M_JOIN, M_LEAVE, M_FWD, M_SIGN, M_RECEIPT, M_DRAINED = 1, 2, 3, 4, 5, 6
+_U32 = struct.Struct(">I")
+_SIGN = struct.Struct(">16s16sQQQ32s")
+_FWD_HEAD = struct.Struct(">16sd")
+MESH_HIGH_WATER = 8 << 20  # bytes buffered toward one worker before frames are dropped (counted)
+
+
+class _MeshLink(asyncio.Protocol):
+    """One Unix stream to another worker: u32 length || u8 type || body, batched writes."""
+
+    def __init__(self, server: RelayServer, peer: int) -> None:
+        self.server = server
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._scheduled = False
+        self.drained = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        self.drained.set()
+
+    def send(self, kind: int, body: bytes) -> bool:
+        t = self.transport
+        if t is None or t.is_closing():
+            return False
+        if kind == M_FWD and t.get_write_buffer_size() > MESH_HIGH_WATER:
+            return False
+        self._out.append(_U32.pack(len(body) + 1) + bytes([kind]) + body)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        off = 0
+        n = len(buf)
+        handle = self.server._mesh_message
+        while n - off >= 4:
+            size = _U32.unpack_from(buf, off)[0]
+            if n - off - 4 < size:
+                break
+            handle(self.peer, buf[off + 4], bytes(buf[off + 5:off + 4 + size]))
+            off += 4 + size
+        del buf[:off]
+        self.server._flush_wakes()
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+@dataclass(eq=False)
 class _Link:
     ws: ServerConnection
     wake: asyncio.Event
     drained: asyncio.Event
     writer: asyncio.Task[None] | None = None
+    popped: int = 0
+    samples: deque[tuple[int, float]] = field(default_factory=deque)
 
 
 class RelayServer:
-    """Serves a :class:`RelayCore` on a WebSocket port (and, optionally, metrics over HTTP)."""
+    """Serves a :class:`RelayCore` on a WebSocket port (and, optionally, metrics over HTTP).
+
+    ``windows`` + ``signer`` turn on receipts (one per (context, destination) window, sent to
+    the destination as a RECEIPT message after the frames it covers).  ``mesh`` (socketpairs
+    by peer worker index) joins this server to the other workers of a node.
+    """
 
     def __init__(self, core: RelayCore, host: str = "127.0.0.1", port: int = 0, *,
                  write_timeout: float = 5.0, reuse_port: bool = False,
-                 metrics_port: int | None = None, backpressure_wait: float = 0.05) -> None:
+                 metrics_port: int | None = None, backpressure_wait: float = 0.05,
+                 windows: ReceiptWindows | None = None, signer: ReceiptSigner | None = None,
+                 worker: int = 0, workers: int = 1, mesh: dict[int, socket.socket] | None = None,
+                 sample_every: int = 16, drain_timeout: float = 10.0) -> None:
+        if (windows is None) != (signer is None):
+            raise ValueError("receipts need both windows and signer")
         self.core = core
         self.host = host
         self.port = port
         self.write_timeout = write_timeout
         self.backpressure_wait = backpressure_wait
+        self.drain_timeout = drain_timeout
         self._high_water = max(1, core.config.queue_limit // 2)
         self.reuse_port = reuse_port
         self.metrics_port = metrics_port
+        self.windows = windows
+        self.signer = signer
+        if windows is not None:
+            core.observer = windows
+        self.worker = worker
+        self.workers = workers
+        self._mesh_socks = mesh or {}
+        self.mesh: dict[int, _MeshLink] = {}
+        self.latency = LatencyHistogram()
+        self.sample_every = max(1, sample_every)
+        self._sample_tick = 0
         self._ids = itertools.count(1)
         self._links: dict[int, _Link] = {}
         self._server: Server | None = None
         self._metrics: asyncio.Server | None = None
         self._closing = False
-        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending_wake: set[int] = set()
+        self._joined: dict[bytes, int] = {}  # authority -> monotonic ns of its newest connection
 
     async def start(self) -> RelayServer:
+        loop = asyncio.get_running_loop()
+        for peer, sock in sorted(self._mesh_socks.items()):
+            sock.setblocking(False)
+            link = _MeshLink(self, peer)
+            await loop.create_connection(lambda link=link: link, sock=sock)  # type: ignore[misc]
+            self.mesh[peer] = link
         self._server = await serve(
             self._handle, self.host, self.port, compression=None, max_size=self.core.config.max_frame,
             max_queue=64, reuse_port=self.reuse_port, ping_interval=20, ping_timeout=20)
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         if self.metrics_port is not None:
-            self._metrics = await asyncio.start_server(self._serve_metrics, self.host, self.metrics_port)
+            self._metrics = await asyncio.start_server(
+                lambda r, w: _serve_http_text(r, w, self._metrics_body), self.host, self.metrics_port)
             self.metrics_port = next(iter(self._metrics.sockets)).getsockname()[1]
-        self._reaper = asyncio.create_task(self._reap())
-        log.info(json.dumps({"event": "relay_started", "host": self.host, "port": self.port,
-                             "metrics_port": self.metrics_port}))
+        self._tasks.append(asyncio.create_task(self._reap()))
+        if self.windows is not None:
+            self._tasks.append(asyncio.create_task(self._receipt_timer()))
+        _log("relay_listening", worker=self.worker, host=self.host, port=self.port,
+             metrics_port=self.metrics_port)
         return self
 
     @property
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    # -- shutdown ----------------------------------------------------------------------------
+
     async def close(self) -> None:
-        """Graceful shutdown: stop reading, flush every queued frame, then close."""
+        """Graceful shutdown: stop reading, deliver every frame already read, then close."""
+        if self._closing:
+            return
         self._closing = True
-        if self._reaper:
-            self._reaper.cancel()
+        if self._server:
+            self._server.close(close_connections=False)  # stop accepting
         for link in list(self._links.values()):
+            with contextlib.suppress(Exception):
+                link.ws.transport.pause_reading()
+        # let handlers finish messages already read off the sockets (they are acknowledged)
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+        self._flush_remote()
+        for link in self.mesh.values():
+            link.send(M_DRAINED, b"")
+            link.flush()
+        if self.mesh:
+            waits = [asyncio.create_task(m.drained.wait()) for m in self.mesh.values()]
+            await asyncio.wait(waits, timeout=self.drain_timeout)
+            for w in waits:
+                w.cancel()
+        self._close_windows(self.windows.flush() if self.windows else [])
+        for m in self.mesh.values():
+            m.flush()
+        await asyncio.sleep(0)  # receipts signed by another worker may still come back
+        deadline = _clock() + self.drain_timeout
+        for link in self._links.values():
             link.wake.set()
-        writers = [l.writer for l in self._links.values() if l.writer]
-        if writers:
-            await asyncio.wait(writers, timeout=self.write_timeout)
+        while self.core.total_queued() and _clock() < deadline:
+            await asyncio.sleep(0.005)
+        lost = self.core.total_queued()
+        for t in self._tasks:
+            t.cancel()
+        links = list(self._links.values())
+        for link in links:
+            if link.writer is not None:
+                link.writer.cancel()
+        closing = [asyncio.ensure_future(link.ws.close(1001, "relay shutting down")) for link in links]
+        if closing:
+            await asyncio.wait(closing, timeout=1.0)
+        for link in links:  # peers that did not answer the close handshake in time
+            with contextlib.suppress(Exception):
+                link.ws.transport.abort()
         if self._server:
             self._server.close()
-            await self._server.wait_closed()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
         if self._metrics:
             self._metrics.close()
             await self._metrics.wait_closed()
-        log.info(json.dumps({"event": "relay_stopped", **self.core.metrics.as_dict()}))
+        for m in self.mesh.values():
+            if m.transport is not None:
+                m.transport.close()
+        _log("relay_stopped", worker=self.worker, frames_lost_at_shutdown=lost,
+             **self.core.metrics.as_dict())
+
+    # -- connections -------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn_id = next(self._ids)
@@ -104,19 +379,23 @@ class RelayServer:
         try:
             first = core.connect(conn_id, _clock())
             await ws.send(first)
-            if first[:1] == MsgType.ERROR.value:
+            if first[:1] == MsgType.ERROR.value or self._closing:
                 return
             link.writer = asyncio.create_task(self._write_loop(conn_id, link))
             async for message in ws:
-                if self._closing:
-                    break
                 if isinstance(message, str):
                     core.metrics.drop_malformed += 1
                     continue
-                wake, reply = core.receive(conn_id, message, _clock())
-                for other in wake:
+                now = _clock()
+                wake, reply = core.receive(conn_id, message, now)
+                if wake:
+                    other = wake[0]
                     target = self._links.get(other)
                     if target is not None:
+                        self._sample_tick += 1
+                        if self._sample_tick >= self.sample_every:
+                            self._sample_tick = 0
+                            target.samples.append((core.enqueued_count(other), now))
                         target.wake.set()
                         if core.queue_depth(other) >= self._high_water:
                             # Back-pressure: stop reading this sender (TCP pushes back) until the
@@ -127,14 +406,17 @@ class RelayServer:
                                 await asyncio.wait_for(target.drained.wait(), self.backpressure_wait)
                             except asyncio.TimeoutError:
                                 pass
+                elif core.remote_out:
+                    self._flush_remote(now)
                 if reply is not None:
                     await ws.send(reply)
                     if reply[:1] == MsgType.ERROR.value:
                         return
+                    self._joined_here(conn_id)
                     for old in core.superseded():
                         stale = self._links.get(old)
+                        core.disconnect(old)
                         if stale is not None:
-                            core.disconnect(old)
                             await stale.ws.close(1008, "superseded")
         except ConnectionClosed:
             pass
@@ -143,7 +425,123 @@ class RelayServer:
                 link.writer.cancel()
             if not self._closing:
                 self._links.pop(conn_id, None)
+                authority = core.authority_of(conn_id)
                 core.disconnect(conn_id)
+                if authority is not None and core.conn_of(bytes(authority)) is None:
+                    for m in self.mesh.values():
+                        m.send(M_LEAVE, bytes(authority))
+
+    def _joined_here(self, conn_id: int) -> None:
+        authority = self.core.authority_of(conn_id)
+        if authority is None or not self.mesh:
+            return
+        raw = bytes(authority)
+        stamp = time.monotonic_ns()  # CLOCK_MONOTONIC is system-wide: comparable across workers
+        self._joined[raw] = stamp
+        ctxs = sorted(self.core.contexts_of(conn_id))
+        body = raw + stamp.to_bytes(8, "big") + bytes([len(ctxs)]) + b"".join(ctxs)
+        for m in self.mesh.values():
+            m.send(M_JOIN, body)
+
+    def _flush_remote(self, now: float = 0.0) -> None:
+        out = self.core.remote_out
+        if not out:
+            return
+        sample = 0.0
+        self._sample_tick += 1
+        if self._sample_tick >= self.sample_every:
+            self._sample_tick = 0
+            sample = now
+        for worker, dst, frame in out:
+            link = self.mesh.get(worker)
+            if link is None or not link.send(M_FWD, _FWD_HEAD.pack(dst, sample) + frame):
+                self.core.metrics.drop_queue_full += 1
+            sample = 0.0
+        out.clear()
+
+    def _wake(self, conn_id: int) -> None:
+        self._pending_wake.add(conn_id)
+
+    def _flush_wakes(self) -> None:
+        for conn_id in self._pending_wake:
+            link = self._links.get(conn_id)
+            if link is not None:
+                link.wake.set()
+        self._pending_wake.clear()
+
+    def _mesh_message(self, peer: int, kind: int, body: bytes) -> None:
+        core = self.core
+        if kind == M_FWD:
+            dst, t0 = _FWD_HEAD.unpack_from(body)
+            conn_id = core.deliver_remote(dst, body[_FWD_HEAD.size:], _clock())
+            if conn_id is not None:
+                self._pending_wake.add(conn_id)
+                if t0:
+                    link = self._links.get(conn_id)
+                    if link is not None:
+                        link.samples.append((core.enqueued_count(conn_id), t0))
+        elif kind == M_JOIN:
+            authority, stamp, n = body[:16], int.from_bytes(body[16:24], "big"), body[24]
+            ctxs = [body[25 + 16 * i:41 + 16 * i] for i in range(n)]
+            if stamp < self._joined.get(authority, -1):
+                return  # an older connection than one we hold or know of
+            self._joined[authority] = stamp
+            stale = core.set_remote(authority, peer, ctxs)
+            if stale is not None:
+                link = self._links.get(stale)
+                core.disconnect(stale)
+                if link is not None:
+                    asyncio.ensure_future(link.ws.close(1008, "superseded"))
+        elif kind == M_LEAVE:
+            core.drop_remote(body, peer)
+        elif kind == M_SIGN:
+            ctx, dst, epoch, cost, count, commit = _SIGN.unpack(body)
+            self._sign_and_route(WindowClose(ctx, dst, epoch, cost, count, Hash32(commit)), reply_to=peer)
+        elif kind == M_RECEIPT:
+            self._deliver_receipt(body[:16], body[16:])
+        elif kind == M_DRAINED:
+            self.mesh[peer].drained.set()
+
+    # -- receipts ----------------------------------------------------------------------------
+
+    async def _receipt_timer(self) -> None:
+        assert self.windows is not None
+        period = min(0.25, self.windows.window / 4)
+        while True:
+            await asyncio.sleep(period)
+            closes = self.windows.poll(_clock())
+            if closes:
+                self._close_windows(closes)
+
+    def _close_windows(self, closes: list[WindowClose]) -> None:
+        for close in closes:
+            owner = chain_owner(close.dst, self.workers)
+            if owner == self.worker or owner not in self.mesh:
+                self._sign_and_route(close, reply_to=None)
+            else:
+                self.mesh[owner].send(M_SIGN, _SIGN.pack(close.ctx, close.dst, close.epoch, close.cost,
+                                                         close.count, close.commit.digest))
+        self._flush_wakes()
+
+    def _sign_and_route(self, close: WindowClose, reply_to: int | None) -> None:
+        assert self.signer is not None
+        try:
+            packed = self.signer.sign(close)
+        except Exception as exc:  # a stale epoch or exhausted chain: logged, never crashes the relay
+            _log("receipt_error", error=str(exc))
+            return
+        self.core.metrics.receipts_issued += 1
+        if reply_to is None:
+            self._deliver_receipt(close.dst, packed)
+        else:
+            self.mesh[reply_to].send(M_RECEIPT, close.dst + packed)
+
+    def _deliver_receipt(self, dst: bytes, packed: bytes) -> None:
+        conn_id = self.core.conn_of(dst)
+        if conn_id is not None and self.core.enqueue_control(conn_id, encode_receipt(packed)):
+            self._pending_wake.add(conn_id)
+
+    # -- writing -----------------------------------------------------------------------------
 
     async def _write_loop(self, conn_id: int, link: _Link) -> None:
         core, ws = self.core, link.ws
@@ -156,13 +554,19 @@ class RelayServer:
                     if not frames:
                         link.drained.set()
                         break
+                    link.popped += len(frames)
                     # a reader slower than write_timeout is dropped, not buffered without bound
-                    await asyncio.wait_for(_send_each(ws, frames), self.write_timeout)
-                if self._closing:
-                    return
+                    await asyncio.wait_for(_send_batch(ws, frames), self.write_timeout)
+                    samples = link.samples
+                    if samples:
+                        now = _clock()
+                        while samples and samples[0][0] <= link.popped:
+                            self.latency.observe(now - samples.popleft()[1])
         except (ConnectionClosed, asyncio.TimeoutError):
-            log.info(json.dumps({"event": "slow_or_gone_reader", "conn": conn_id}))
-            await ws.close(1008, "write timeout")
+            _log("slow_or_gone_reader", worker=self.worker, conn=conn_id)
+            with contextlib.suppress(Exception):
+                ws.transport.abort() if not ws.transport.is_closing() else None
+            core.disconnect(conn_id)
 
     async def _reap(self) -> None:
         while True:
@@ -173,55 +577,260 @@ class RelayServer:
                 if link is not None:
                     await link.ws.close(1008, "authentication timeout")
 
+    # -- metrics -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {"worker": self.worker, "metrics": self.core.metrics.as_dict(),
+                "queue_depth": self.core.total_queued(), "queued_bytes": self.core.total_queued_bytes(),
+                "latency": self.latency.as_dict()}
+
     def metrics_text(self) -> str:
-        m = self.core.metrics.as_dict()
-        lines = []
-        for name, value in m.items():
-            kind = "gauge" if name in ("connections", "authenticated") else "counter"
-            metric = f"aura_relay_{name}" + ("_total" if kind == "counter" else "")
-            lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
-        lines += ["# TYPE aura_relay_queue_depth gauge", f"aura_relay_queue_depth {self.core.total_queued()}"]
-        return "\n".join(lines) + "\n"
+        return format_metrics([self.stats()])
 
-    async def _serve_metrics(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _metrics_body(self) -> str:
+        return self.metrics_text()
+
+
+async def _send_batch(ws: ServerConnection | ClientConnection, frames: list[bytes]) -> None:
+    """One WebSocket message per frame, all written with one transport write."""
+    async with ws.send_context():
+        protocol = ws.protocol
+        for frame in frames:
+            protocol.send_binary(frame)
+        ws.transport.write(b"".join(protocol.data_to_send()))
+
+
+async def serve_relay(core: RelayCore, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> RelayServer:
+    return await RelayServer(core, host, port, **kw).start()
+
+
+# -- the multi-worker node -----------------------------------------------------------------------
+
+@dataclass
+class NodeSettings:
+    """Everything a relay node needs (built by aura_core.relay_cli from a TOML file and flags)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    workers: int = 0                # 0: one per core
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    queue_limit: int = 512
+    queue_bytes: int = 1 << 21
+    max_frame: int = 65535 + 33
+    max_clients: int = 10_000
+    rate: float = 200_000.0
+    burst: float = 20_000.0
+    budget: int = 1 << 40
+    epoch: int = 0
+    auth_timeout: float = 10.0
+    write_timeout: float = 5.0
+    drain_timeout: float = 10.0
+    receipt_window: float = 1.0
+    receipts: bool = True
+    guards: bool = True             # False: no auth check, budget or receipts (benchmarks only)
+    identity_key: bytes | None = None   # 32-byte seed of the relay's IdentityKey
+    biscuit_root: bytes | None = None   # 32-byte Biscuit root public key
+    static_token: bytes | None = None   # tests only: a shared token instead of Biscuit
+    static_grants: dict[bytes, list[bytes]] = field(default_factory=dict)
+    uvloop: bool = False
+    log_level: str = "info"
+
+
+def _build_server(s: NodeSettings, worker: int, workers: int,
+                  mesh: dict[int, socket.socket]) -> RelayServer:
+    from ..relay import RelayConfig, biscuit_authorizer, static_authorizer
+
+    cfg = RelayConfig(queue_limit=s.queue_limit, queue_bytes=s.queue_bytes, max_frame=s.max_frame,
+                      max_clients=s.max_clients, auth_timeout=s.auth_timeout,
+                      budget_per_epoch=s.budget, epoch=s.epoch, rate=s.rate, burst=s.burst)
+    if s.biscuit_root is not None:
+        authorize = biscuit_authorizer(s.biscuit_root)
+    elif s.static_token is not None:
+        authorize = static_authorizer({AuthorityId(a): [ContextId(c) for c in cs]
+                                       for a, cs in s.static_grants.items()}, s.static_token)
+    else:
+        raise TransportError("a relay needs a Biscuit root public key (or a static test token)")
+    core = RelayCore(authorize, config=cfg, wall_ms=lambda now: time.time_ns() // 1_000_000,
+                     guards=s.guards)
+    windows = signer = None
+    if s.receipts and s.guards:
+        key = IdentityKey(s.identity_key) if s.identity_key else IdentityKey.generate()
+        windows = ReceiptWindows(window=s.receipt_window, epoch=s.epoch)
+        signer = ReceiptSigner(key)
+    return RelayServer(core, s.host, s.port, write_timeout=s.write_timeout, reuse_port=True,
+                       windows=windows, signer=signer, worker=worker, workers=workers, mesh=mesh,
+                       drain_timeout=s.drain_timeout)
+
+
+def _run_loop(main: Callable[[], Any], use_uvloop: bool) -> Any:
+    if use_uvloop:
         try:
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            body = self.metrics_text().encode()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+            import uvloop
+        except ImportError:
+            _log("uvloop_missing")
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main())
+    return asyncio.run(main())
 
 
-async def _send_each(ws: ServerConnection | ClientConnection, frames: list[bytes]) -> None:
-    # one WebSocket message per frame (send(iterable) would fragment a single message)
-    for frame in frames:
-        await ws.send(frame)
+def _worker_main(s: NodeSettings, worker: int, workers: int, mesh: dict[int, socket.socket],
+                 ctrl: socket.socket) -> None:
+    logging.basicConfig(level=s.log_level.upper(), format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # per-connection chatter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM for us
+
+    async def main() -> None:
+        server = _build_server(s, worker, workers, mesh)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await server.start()
+        ctrl.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=ctrl)
+        writer.write(b"ready\n")
+
+        async def control() -> None:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    stop.set()
+                    return
+                if line.strip() == b"stats":
+                    writer.write(json.dumps(server.stats()).encode() + b"\n")
+
+        task = asyncio.create_task(control())
+        await stop.wait()
+        await server.close()
+        task.cancel()
+        writer.close()
+
+    _run_loop(main, s.uvloop)
 
 
-async def serve_relay(core: RelayCore, host: str = "127.0.0.1", port: int = 0, **kw: object) -> RelayServer:
-    return await RelayServer(core, host, port, **kw).start()  # type: ignore[arg-type]
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (not listen) a SO_REUSEPORT socket: fixes the port number for the workers."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
+
+def run_node(s: NodeSettings, *, ready: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Run a relay node in the foreground until SIGTERM/SIGINT; returns an exit status."""
+    import multiprocessing
+
+    workers = s.workers or os.cpu_count() or 1
+    reserved = _reserve_port(s.host, s.port)
+    s.port = reserved.getsockname()[1]
+    pairs: dict[tuple[int, int], tuple[socket.socket, socket.socket]] = {}
+    for i in range(workers):
+        for j in range(i + 1, workers):
+            pairs[(i, j)] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ctx = multiprocessing.get_context("fork")
+    procs = []
+    ctrls = []
+    for i in range(workers):
+        mesh = {}
+        for (a, b), (sa, sb) in pairs.items():
+            if a == i:
+                mesh[b] = sa
+            elif b == i:
+                mesh[a] = sb
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        p = ctx.Process(target=_worker_main, args=(s, i, workers, mesh, child_end), daemon=False,
+                        name=f"aura-relay-{i}")
+        p.start()
+        child_end.close()
+        procs.append(p)
+        ctrls.append(parent_end)
+    for sa, sb in pairs.values():
+        sa.close()
+        sb.close()
+
+    async def parent() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        streams = []
+        for c in ctrls:
+            c.setblocking(False)
+            streams.append(await asyncio.open_unix_connection(sock=c))
+        for r, _ in streams:
+            if (await r.readline()).strip() != b"ready":
+                _log("worker_failed_to_start")
+                stop.set()
+        reserved.close()  # every worker listens now
+        lock = asyncio.Lock()
+
+        async def body() -> str:
+            async with lock:
+                stats = []
+                for r, w in streams:
+                    w.write(b"stats\n")
+                for r, w in streams:
+                    line = await asyncio.wait_for(r.readline(), 5)
+                    if line:
+                        stats.append(json.loads(line))
+                return format_metrics(stats)
+
+        metrics = None
+        info: dict[str, Any] = {"event": "relay_node_ready", "host": s.host, "port": s.port,
+                                "workers": workers, "pid": os.getpid()}
+        if s.metrics_port is not None:
+            metrics = await asyncio.start_server(lambda r, w: _serve_http_text(r, w, body),
+                                                 s.metrics_host, s.metrics_port)
+            info["metrics_port"] = next(iter(metrics.sockets)).getsockname()[1]
+        if ready is not None:
+            ready(info)
+        _log(**info)  # type: ignore[arg-type]
+        waiters = [loop.run_in_executor(None, p.join) for p in procs]
+        done = asyncio.ensure_future(asyncio.gather(*waiters))
+        await asyncio.wait([done, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+        await asyncio.wait_for(done, s.drain_timeout + 10)
+        if metrics is not None:
+            metrics.close()
+        codes = [p.exitcode for p in procs]
+        _log("relay_node_stopped", exit_codes=codes)
+        return 0 if all(c == 0 for c in codes) else 1
+
+    return int(asyncio.run(parent()))
+
+
+# -- the client ----------------------------------------------------------------------------------
 
 class RelayClient:
-    """An authority's connection to a relay: authenticate, send, receive frames."""
+    """An authority's connection to a relay: authenticate, send, receive frames and receipts.
 
-    def __init__(self, ws: ClientConnection, authority: AuthorityId) -> None:
+    RECEIPT messages (the relay's signed accounting of what it forwarded to us) are collected
+    in :attr:`receipts` as 200-byte packed receipts, and the envelope ids of delivered frames
+    in :attr:`envelope_ids` (when ``track_ids``), so a receipt's commitment can be checked.
+    """
+
+    def __init__(self, ws: ClientConnection, authority: AuthorityId, *, track_ids: bool = False) -> None:
         self._ws = ws
         self.authority = authority
+        self.receipts: list[bytes] = []
+        self.track_ids = track_ids
+        self.envelope_ids: list[bytes] = []
 
     @classmethod
-    async def connect(cls, url: str, key: IdentityKey, token: bytes, *, timeout: float = 10.0) -> RelayClient:
+    async def connect(cls, url: str, key: IdentityKey, token: bytes, *,
+                      contexts: Iterable[ContextId] = (), timeout: float = 10.0,
+                      track_ids: bool = False) -> RelayClient:
         try:
             ws = await connect(url, compression=None, max_size=None, open_timeout=timeout, proxy=None)
         except OSError as exc:
             raise TransportError(f"cannot reach relay {url}: {exc}") from exc
         try:
             nonce = parse_challenge(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[arg-type]
-            await ws.send(encode_auth(key, nonce, token))
+            await ws.send(encode_auth(key, nonce, token, contexts))
             authority = decode_welcome(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[arg-type]
         except (ConnectionClosed, asyncio.TimeoutError) as exc:
             await ws.close()
@@ -232,23 +841,34 @@ class RelayClient:
         if authority != key.authority_id:
             await ws.close()
             raise ProtocolError("relay welcomed a different authority")
-        return cls(ws, authority)
+        return cls(ws, authority, track_ids=track_ids)
 
     async def send(self, context: ContextId, dst: AuthorityId, payload: bytes) -> None:
         await self._ws.send(encode_send(context, dst, payload))
 
     async def send_many(self, context: ContextId, dst: AuthorityId, payloads: Iterable[bytes]) -> None:
         head = MsgType.SEND.value + bytes(context) + bytes(dst)
-        await _send_each(self._ws, [head + p for p in payloads])
+        frames = [head + p for p in payloads]
+        for i in range(0, len(frames), 256):
+            await _send_batch(self._ws, frames[i:i + 256])
 
     async def recv(self) -> tuple[ContextId, AuthorityId, bytes]:
-        try:
-            message = await self._ws.recv()
-        except ConnectionClosed as exc:
-            raise TransportError(f"relay connection closed: {exc}") from exc
-        if isinstance(message, str):
-            raise ProtocolError("relay sent a text message")
-        return decode_deliver(message)
+        """The next delivered frame (RECEIPTs arriving meanwhile are collected)."""
+        from ..relay import envelope_id
+
+        while True:
+            try:
+                message = await self._ws.recv()
+            except ConnectionClosed as exc:
+                raise TransportError(f"relay connection closed: {exc}") from exc
+            if isinstance(message, str):
+                raise ProtocolError("relay sent a text message")
+            if message[:1] == MsgType.RECEIPT.value and len(message) == 201:
+                self.receipts.append(message[1:])
+                continue
+            if self.track_ids:
+                self.envelope_ids.append(envelope_id(message))
+            return decode_deliver(message)
 
     async def close(self) -> None:
         await self._ws.close()
