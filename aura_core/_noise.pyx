@@ -452,6 +452,7 @@ cdef class HandshakeState:
     cdef noise_handshake hs
     cdef readonly str protocol_name
     cdef bint psk_set
+    cdef bint split_done  # the transport keys were handed out once: never twice (nonce reuse)
 
     def __dealloc__(self):
         noise_hs_clear(&self.hs)
@@ -575,12 +576,19 @@ cdef class HandshakeState:
         return tmp[:outlen]
 
     def split(self, *, backend="auto"):
-        """(c1, c2): c1 encrypts initiator->responder, c2 responder->initiator."""
+        """(c1, c2): c1 encrypts initiator->responder, c2 responder->initiator.
+
+        Allowed once per handshake (and not after a transport session was made from it): two
+        holders of the same key would both start at nonce 0.
+        """
         cdef uint8_t k1[32]
         cdef uint8_t k2[32]
         cdef int b = _backend(backend)
+        if self.split_done:
+            raise UsageError("split() already ran: two users of one key would reuse nonces")
         if noise_hs_split(&self.hs, k1, k2) != NOISE_OK:
             raise UsageError("split() before the handshake is complete")
+        self.split_done = True
         cdef CipherState c1 = CipherState.__new__(CipherState)
         cdef CipherState c2 = CipherState.__new__(CipherState)
         noise_cipher_clear(&c1.c)
@@ -623,8 +631,11 @@ cdef class _Session:
         cdef int b = _backend(backend)
         if padding > NOISE_MAX_PLAINTEXT:
             raise InvalidValue("padding block too large")
+        if hs.split_done:
+            raise UsageError("the handshake's keys were already split: one transport per handshake")
         if noise_hs_split(&hs.hs, k1, k2) != NOISE_OK:
             raise UsageError("transport session before the handshake is complete")
+        hs.split_done = True
         if hs.hs.initiator:
             noise_session_init(&self.s, k1, k2, b, local_index, remote_index, padding)
         else:

@@ -89,8 +89,16 @@ def test_aura_handshake_end_to_end():
     sa, sb = a.datagram_session(1, 2), b.datagram_session(2, 1)
     assert sb.open(sa.seal(b"hi")) == b"hi" and sa.open(sb.seal(b"yo")) == b"yo"
     assert sa.epoch == 9
-    ta, tb = a.stream_session(), b.stream_session()
+
+
+def test_aura_handshake_stream_session():
+    a = AuraHandshake.initiator(ALICE, BOB.public, CK, CTX, 9, Offer(9, V1, V1))
+    b = AuraHandshake.responder(BOB, CK, CTX, 9, Offer(9, V1, V1), _directory(ALICE))
+    b.read_message(a.write_message())
+    a.read_message(b.write_message())
+    ta, tb = a.stream_session(padding=64), b.stream_session(padding=64)
     assert tb.feed(ta.seal(b"s")) == [b"s"]
+    assert len(ta.seal(b"t")) == 2 + 64 + 16
 
 
 def test_aura_handshake_psk_is_the_context_kdf():

@@ -282,7 +282,9 @@ def test_stream_roundtrip_matches_reference(backend, padding):
 def test_stream_frames_match_noiseprotocol_framing():
     """A stream frame is u16 BE length || Noise transport message: a plain CipherState opens it."""
     a, b, i, r = stream_pair()
-    c1, _ = r.split()  # responder's c1 decrypts initiator -> responder
+    from aura_core.noise import CipherState
+
+    c1 = CipherState.from_key(ref_keys(i)[0])  # initiator -> responder key, as split() gives it
     for n in range(5):
         f = a.seal(b"m%d" % n)
         assert int.from_bytes(f[:2], "big") == len(f) - 2
@@ -386,6 +388,18 @@ def test_epoch_change_forces_new_handshake():
     with pytest.raises(SessionExpired):
         b.seal(b"y")
     assert b.is_expired()
+
+
+def test_one_transport_per_handshake():
+    i, r = handshake()
+    DatagramSession.from_handshake(i, 1, 2)
+    for make in (lambda: i.split(), lambda: StreamSession.from_handshake(i),
+                 lambda: DatagramSession.from_handshake(i, 1, 2)):
+        with pytest.raises(UsageError):
+            make()
+    r.split()
+    with pytest.raises(UsageError):
+        r.split()
 
 
 def test_blake2b_suite_sessions():

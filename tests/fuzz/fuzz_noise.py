@@ -30,6 +30,13 @@ def _pair(protocol: str) -> tuple[HandshakeState, HandshakeState]:
     return i, r
 
 
+def _done(protocol: str) -> tuple[HandshakeState, HandshakeState]:
+    i, r = _pair(protocol)
+    r.read_message(i.write_message(b""))
+    i.read_message(r.write_message(b""))
+    return i, r
+
+
 class Target:
     """Fixed states the inputs are thrown at (rebuilt only when a genuine message moved one)."""
 
@@ -42,11 +49,10 @@ class Target:
             self.m1[p] = i.write_message(b"payload")
             r.read_message(self.m1[p])
             self.m2[p] = r.write_message(b"answer")
-        i, r = _pair(PROTOCOL_BLAKE2S)
-        r.read_message(i.write_message(b""))
-        i.read_message(r.write_message(b""))
+        i, r = _done(PROTOCOL_BLAKE2S)
         self.tx = DatagramSession.from_handshake(i, 1, 2, padding=16)
         self.rx = DatagramSession.from_handshake(r, 2, 1, padding=16)
+        i, r = _done(PROTOCOL_BLAKE2B)  # one transport per handshake
         self.stx = StreamSession.from_handshake(i)
         self.srx = StreamSession.from_handshake(r)
         self.inputs = 0
