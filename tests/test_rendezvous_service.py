@@ -462,3 +462,18 @@ def test_incompatible_versions_clean_rejection():
     with pytest.raises(VersionError, match="no common version"):
         a.svc.handle_handshake_response(CTX, b.id, resp.envelope, NOW)
     assert len(a.svc.channels) == 0
+
+
+def test_replayed_initiation_rejected():
+    a, b = _pair_with_descriptors()
+    [init] = a.run(a.svc.prepare_establish_channel(a.snap(), CTX, b.id, NOW))
+    [resp] = b.run(b.svc.prepare_handle_handshake(b.snap(), CTX, a.id, init.envelope, NOW))
+    ch, _ = a.svc.handle_handshake_response(CTX, b.id, resp.envelope, NOW)
+    channel_b = b.svc.channels.find_by_context_peer(CTX, a.id)
+    # an eavesdropper replays A's recorded message 1: B refuses, its channel is untouched
+    with pytest.raises(HandshakeError, match="replayed"):
+        b.svc.prepare_handle_handshake(b.snap(), CTX, a.id, init.envelope, NOW + 10)
+    assert b.svc.channels.find_by_context_peer(CTX, a.id) is channel_b and channel_b.is_active
+    # A's next initiation, even within the same millisecond, is newer and accepted
+    ch2, _ = establish(a, b, now=NOW)
+    assert ch2.channel_id != ch.channel_id

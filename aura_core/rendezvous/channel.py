@@ -127,8 +127,14 @@ class Handshaker:
     def initiator(cls, identity: IdentityKey, peer: PublicIdentity, context_key: ContextKey,
                   context_id: ContextId, epoch: int, *, now: int,
                   timeout_ms: int = DEFAULT_HANDSHAKE_TIMEOUT_MS, offer: Offer | None = None,
-                  e: bytes | None = None) -> Handshaker:
-        offer = offer or make_offer(epoch)
+                  timestamp: int = 0, e: bytes | None = None) -> Handshaker:
+        """``timestamp`` must grow with every initiation to the same responder (its replay
+        protection for message 1, see :class:`aura_core.noise.binding.Offer`)."""
+        o = offer or make_offer(epoch)
+        if timestamp:
+            o = Offer(o.epoch, o.version, o.min_version, o.capabilities, o.extension, o.role,
+                      timestamp)
+        offer = o
         hs = AuraHandshake.initiator(identity, peer, context_key, bytes(context_id), epoch, offer, e=e)
         return cls(_INITIATOR, hs, identity, context_id, epoch, offer, peer, now, timeout_ms)
 
@@ -168,13 +174,16 @@ class Handshaker:
         self.state = "sent"
         return msg
 
-    def process_init(self, message: bytes, now: int) -> bytes:
+    def process_init(self, message: bytes, now: int, *, not_after: int | None = None) -> bytes:
         """Responder: read message 1, answer with message 2.  The outcome says whether versions
-        are compatible; an incompatible answer is still returned so the peer learns why."""
+        are compatible; an incompatible answer is still returned so the peer learns why.
+
+        ``not_after``: the greatest initiation timestamp already accepted from this peer; an
+        initiation not newer than it is a replay (HandshakeError)."""
         self._check(now, _RESPONDER, "new")
         self.monitor.on_receive(_INITIATOR, "HandshakeInit")
         try:
-            remote = self._hs.read_message(message)
+            remote = self._hs.read_message(message, not_after=not_after)
         except (HandshakeError, ProtocolError) as exc:
             self._fail(exc)
         self.peer = self._hs.peer
@@ -198,6 +207,12 @@ class Handshaker:
     @property
     def complete(self) -> bool:
         return self.state == "done"
+
+    @property
+    def remote_timestamp(self) -> int:
+        """The peer's offer timestamp (after its message was read)."""
+        remote = self._hs.remote_offer
+        return remote.timestamp if remote is not None else 0
 
     @property
     def channel_id(self) -> bytes:

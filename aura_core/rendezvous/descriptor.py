@@ -190,9 +190,16 @@ def _hint_from_data(d: object) -> TransportHint:
             if not isinstance(relay, bytes):
                 raise DescriptorError("malformed transport hint")
             return WebSocketRelay(AuthorityId(relay))
+        value = d.get("url" if t == "WebSocketDirect" else "addr")
+        if not isinstance(value, str):
+            raise DescriptorError("malformed transport hint")
         if t == "WebSocketDirect":
-            return WebSocketDirect(d.get("url"))  # type: ignore[arg-type]
-        return _HINT_TYPES[t](d.get("addr"))  # type: ignore[no-any-return]
+            return WebSocketDirect(value)
+        if t == "QuicDirect":
+            return QuicDirect(value)
+        if t == "QuicReflexive":
+            return QuicReflexive(value)
+        return TcpDirect(value)
     except InvalidValue:
         raise DescriptorError("malformed transport hint") from None
 

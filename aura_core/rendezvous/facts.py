@@ -78,15 +78,16 @@ class RendezvousFact:
         kind = RendezvousFact.kind_of(fact)
         assert isinstance(fact, dict)
         shape = _SHAPES[kind]
+        value: Any
         if set(fact) != set(shape):
             raise DescriptorError(f"{kind}: unexpected or missing fields")
         for name, (typ, size) in shape.items():
             value = fact[name]
             if type(value) is not typ:
                 raise DescriptorError(f"{kind}: field {name} has the wrong type")
-            if size is not None and len(value) != size:
+            if size is not None and len(fact[name]) != size:
                 raise DescriptorError(f"{kind}: field {name} must be {size} bytes")
-            if typ is int and not 0 <= value <= _MAX_U64:
+            if typ is int and not 0 <= fact[name] <= _MAX_U64:
                 raise DescriptorError(f"{kind}: field {name} out of range")
         if fact["v"] != FACT_VERSION:
             raise DescriptorError(f"{kind}: unsupported version {fact['v']}")

@@ -92,7 +92,9 @@ def _make_offer(epoch: int, version: str, min_version: str, capabilities: tuple[
 
 def evaluate(local: Offer, remote: Offer, upgrade_url: str | None = None) -> Compatible | Incompatible:
     """Seed 002 §11.2 outcome of two offers; never raises for a version mismatch."""
-    key = (local, remote, upgrade_url)
+    # the outcome depends on the ranges, capabilities and epochs only (not on timestamps)
+    key = (local.epoch, local.version, local.min_version, local.capabilities, remote.epoch,
+           remote.version, remote.min_version, remote.capabilities, upgrade_url)
     hit = _OUTCOMES.get(key)
     if hit is None:
         if len(_OUTCOMES) > 256:  # offers are few in practice; bound the memo anyway
@@ -101,7 +103,7 @@ def evaluate(local: Offer, remote: Offer, upgrade_url: str | None = None) -> Com
     return hit
 
 
-_OUTCOMES: dict[tuple[Offer, Offer, str | None], Compatible | Incompatible] = {}
+_OUTCOMES: dict[tuple[object, ...], Compatible | Incompatible] = {}
 
 
 def _evaluate(local: Offer, remote: Offer, upgrade_url: str | None) -> Compatible | Incompatible:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import dagcbor
-from ..choreo import RELAYED_RENDEZVOUS, RENDEZVOUS_EXCHANGE
+from ..choreo import RELAYED_RENDEZVOUS, RENDEZVOUS_EXCHANGE, Interaction
 from ..guards import (
     ALLOW,
     AppendFact,
@@ -40,6 +40,7 @@ from ..guards import (
     GuardOutcome,
     GuardSnapshot,
     RecordReceipt,
+    SendEnvelope,
     SendIntent,
     cap_guard,
     evaluate,
@@ -94,9 +95,17 @@ __all__ = [
 ]
 
 _OFFER, _ANSWER, _INIT, _COMPLETE = RENDEZVOUS_EXCHANGE.steps
-CAP_RENDEZVOUS_PUBLISH: Final = _OFFER.guard_capability
-CAP_RENDEZVOUS_CONNECT: Final = _INIT.guard_capability
-CAP_RENDEZVOUS_RELAY: Final = RELAYED_RENDEZVOUS.steps[0].guard_capability
+
+
+def _cap(step: Interaction) -> str:
+    if step.guard_capability is None:
+        raise AssertionError(f"{step} has no guard capability")
+    return step.guard_capability
+
+
+CAP_RENDEZVOUS_PUBLISH: Final = _cap(_OFFER)
+CAP_RENDEZVOUS_CONNECT: Final = _cap(_INIT)
+CAP_RENDEZVOUS_RELAY: Final = _cap(RELAYED_RENDEZVOUS.steps[0])
 DESCRIPTOR_PUBLISH_COST: Final = _OFFER.flow_cost
 CONNECT_DIRECT_COST: Final = _INIT.flow_cost
 CONNECT_RELAY_COST: Final = RELAYED_RENDEZVOUS.steps[0].flow_cost
@@ -142,6 +151,8 @@ class RendezvousService:
         self._soonest = 0
         self._intents: dict[tuple[AuthorityId, str, int], SendIntent] = {}
         self._index_pool = b""
+        self._init_ts = 0  # our last initiation timestamp (strictly increasing)
+        self._accepted_ts: dict[tuple[ContextId, AuthorityId], int] = {}  # peers' last ones
 
     # ---- contexts -----------------------------------------------------------------------------
     def join_context(self, context: ContextId, key: ContextKey, epoch: int = 0) -> None:
@@ -151,6 +162,8 @@ class RendezvousService:
 
     def leave_context(self, context: ContextId) -> list[SecureChannel]:
         self._contexts.pop(context, None)
+        for k in [k for k in self._accepted_ts if k[0] == context]:
+            del self._accepted_ts[k]
         for k in [k for k in self._pending if k[0] == context]:
             self._drop_pending(k)
         return self.channels.close_context(context)
@@ -379,12 +392,14 @@ class RendezvousService:
         denied = cap_guard(snapshot, intent) or flow_guard(snapshot, intent)
         if denied is not None:
             return GuardOutcome(denied)
-        hs = Handshaker.initiator(self.identity, st.pubs[peer], st.key, context,
-                                  st.epoch, now=now, timeout_ms=self.config.handshake_timeout_ms)
+        ts = max(now * 1_000_000, self._init_ts + 1)  # ns-scaled ms, strictly increasing
+        hs = Handshaker.initiator(self.identity, st.pubs[peer], st.key, context, st.epoch,
+                                  now=now, timeout_ms=self.config.handshake_timeout_ms, timestamp=ts)
         index = self._new_index()
         envelope = frame_initiation(index, hs.create_init_message(now))
         outcome = evaluate(snapshot, intent, envelope)
         if outcome.is_allowed():
+            self._init_ts = ts
             self._pending[key] = (hs, index)
             if len(self._pending) == 1 or hs.deadline < self._soonest:
                 self._soonest = hs.deadline
@@ -415,7 +430,9 @@ class RendezvousService:
             raise ProtocolError("not a handshake initiation")
         hs = Handshaker.responder(self.identity, st.key, context, st.epoch, st.by_x25519.get,
                                   now=now, timeout_ms=self.config.handshake_timeout_ms)
-        response = hs.process_init(message, now)  # HandshakeError: unknown/wrong peer or epoch
+        peer_key = (context, initiator)
+        # HandshakeError: unknown or wrong peer, wrong epoch or context, replayed initiation
+        response = hs.process_init(message, now, not_after=self._accepted_ts.get(peer_key))
         assert hs.peer is not None
         if hs.peer.authority_id != initiator:
             raise HandshakeError("handshake is not from the claimed initiator")
@@ -426,8 +443,10 @@ class RendezvousService:
             facts = (dagcbor.encode(RendezvousFact.channel_established(
                 context, initiator, self.authority_id, hs.channel_id, st.epoch)),)
         outcome = evaluate(snapshot, intent, reply, facts)
-        if outcome.is_allowed() and compatible:
-            self.channels.register(hs.build_channel(now))
+        if outcome.is_allowed():
+            self._accepted_ts[peer_key] = hs.remote_timestamp
+            if compatible:
+                self.channels.register(hs.build_channel(now))
         return outcome
 
     def handle_handshake_response(self, context: ContextId, peer: AuthorityId, envelope: bytes,
@@ -495,13 +514,16 @@ def bench_establish_pair(a: IdentityKey, b: IdentityKey, context: ContextId, key
                                  {peer.authority_id: 1 << 60, s.authority_id: 1 << 60})
     for s, other in ((sa, sb), (sb, sa)):
         out = s.prepare_publish_descriptor(snaps[s], context, [QuicDirect("192.0.2.1:4433")], now)
-        other.cache_descriptor(out.effects[1].fact, context, now)
+        other.cache_descriptor(next(e.fact for e in out.effects if isinstance(e, AppendFact)),
+                               context, now)
     a_id, b_id = a.authority_id, b.authority_id
 
     def run() -> int:
         for _ in range(n):
             init = sa.prepare_establish_channel(snaps[sa], context, b_id, now).effects[-1]
-            resp = sb.prepare_handle_handshake(snaps[sb], context, a_id, init.envelope, now)
-            sa.handle_handshake_response(context, b_id, resp.effects[-1].envelope, now)
+            assert isinstance(init, SendEnvelope)
+            resp = sb.prepare_handle_handshake(snaps[sb], context, a_id, init.envelope, now).effects[-1]
+            assert isinstance(resp, SendEnvelope)
+            sa.handle_handshake_response(context, b_id, resp.envelope, now)
         return n
     return run
