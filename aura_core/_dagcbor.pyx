@@ -84,6 +84,7 @@ cdef extern from "dagcbor.h" nogil:
                           unsigned *info, uint64_t *val)
     size_t aura_dc_write_head(uint8_t *p, unsigned mt, uint64_t v)
     size_t aura_dc_write_float(uint8_t *p, double d)
+    void aura_dc_copy_small(uint8_t *dst, const uint8_t *src, size_t n)
     double aura_dc_bits_to_double(uint64_t bits)
     int aura_dc_bits_finite(uint64_t bits)
     int aura_dc_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -167,10 +168,17 @@ cdef enum:
     LAYOUTS = 64
     LAYOUT_MAXKEYS = 24
 
+cdef enum:
+    KENC_MAX = 32      # pre-encoded keys: head + up to 30 bytes of UTF-8
+
 cdef struct Layout:
     Py_ssize_t n
     PyObject *keys[LAYOUT_MAXKEYS]
     uint8_t perm[LAYOUT_MAXKEYS]
+    bint encoded                               # every key pre-encoded below
+    uint64_t gen                               # bumped whenever the slot is replaced
+    uint8_t klen[LAYOUT_MAXKEYS]               # in canonical order
+    uint8_t kenc[LAYOUT_MAXKEYS][KENC_MAX]
 
 cdef Layout _layouts[LAYOUTS]
 
@@ -279,11 +287,16 @@ cdef class _Enc:
         return 0
 
     cdef inline int payload(self, const uint8_t *p, size_t n) except -1:
-        if self.sinking and n >= DIRECT_MIN:
-            return self.direct(p, n)
         if self.len + n > self.cap:
+            if self.sinking and n >= DIRECT_MIN:
+                return self.direct(p, n)
             self.grow(n)
-        memcpy(self.buf + self.len, p, n)
+        if n <= 32:
+            aura_dc_copy_small(self.buf + self.len, p, n)
+        elif self.sinking and n >= DIRECT_MIN:
+            return self.direct(p, n)
+        else:
+            memcpy(self.buf + self.len, p, n)
         self.len += n
         return 0
 
@@ -497,6 +510,8 @@ cdef int _enc_dict_items(_Enc e, object o, KV *kv, Py_ssize_t n, Py_ssize_t *ord
                     hit = False
                     break
     if hit:
+        if lay.encoded:
+            return _emit_layout(e, kv, lay, n, depth)
         for j in range(n):
             order[j] = lay.perm[j]
     else:
@@ -507,10 +522,19 @@ cdef int _enc_dict_items(_Enc e, object o, KV *kv, Py_ssize_t n, Py_ssize_t *ord
             for j in range(lay.n):
                 Py_DECREF(<object> lay.keys[j])
             lay.n = n
+            lay.encoded = True
+            lay.gen += 1
             for j in range(n):
                 lay.keys[j] = kv[j].k
                 Py_INCREF(<object> kv[j].k)
                 lay.perm[j] = <uint8_t> order[j]
+                i = order[j]
+                if kv[i].kl <= 30:      # head + key within one 32-byte small copy
+                    lay.klen[j] = <uint8_t> aura_dc_write_head(lay.kenc[j], 3, <uint64_t> kv[i].kl)
+                    memcpy(&lay.kenc[j][lay.klen[j]], kv[i].kp, <size_t> kv[i].kl)
+                    lay.klen[j] += <uint8_t> kv[i].kl
+                else:
+                    lay.encoded = False
     e.head(5, <uint64_t> n)
     e.depth = depth
     e.pidx[depth] = -1
@@ -519,6 +543,37 @@ cdef int _enc_dict_items(_Enc e, object o, KV *kv, Py_ssize_t n, Py_ssize_t *ord
         kp = _utf8(<object> kv[i].k, &kl)      # cannot fail: checked when the layout was made
         e.head(3, <uint64_t> kl)
         e.payload(<const uint8_t *> kp, <size_t> kl)
+        e.pkey[depth] = kv[i].k
+        _enc_item(e, kv[i].v, depth)
+    e.depth = depth - 1
+    return 0
+
+
+cdef int _emit_layout(_Enc e, KV *kv, Layout *lay, Py_ssize_t n, int depth) except -1:
+    # Known layout: keys are copied pre-encoded, values follow in canonical order.  A nested
+    # map may replace this cache slot meanwhile: the generation tells, and the keys then come
+    # from the key objects (the permutation was copied first).
+    cdef uint8_t perm[LAYOUT_MAXKEYS]
+    cdef uint64_t gen = lay.gen
+    cdef Py_ssize_t j, i, kl = 0
+    cdef size_t m
+    cdef const char *kp
+    memcpy(perm, lay.perm, <size_t> n)
+    e.head(5, <uint64_t> n)
+    e.depth = depth
+    e.pidx[depth] = -1
+    for j in range(n):
+        i = perm[j]
+        if lay.gen == gen:
+            m = lay.klen[j]
+            if e.len + KENC_MAX > e.cap:
+                e.grow(KENC_MAX)
+            aura_dc_copy_small(e.buf + e.len, lay.kenc[j], m)
+            e.len += m
+        else:
+            kp = _utf8(<object> kv[i].k, &kl)
+            e.head(3, <uint64_t> kl)
+            e.payload(<const uint8_t *> kp, <size_t> kl)
         e.pkey[depth] = kv[i].k
         _enc_item(e, kv[i].v, depth)
     e.depth = depth - 1

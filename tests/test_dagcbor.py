@@ -359,3 +359,19 @@ def test_fuzz_target_over_seed_corpus_and_random_bytes():
             mutated.append(bytes(b))
     noise = [rng.randbytes(rng.randrange(0, 64)) for _ in range(2000)]
     assert fz.run_corpus(seeds + mutated + noise) == len(seeds) + len(mutated) + len(noise)
+
+
+def test_key_layout_cache_all_key_lengths_and_slot_churn():
+    # every key length around the pre-encoding limits, encoded repeatedly (cache hits), and
+    # many different layouts interleaved (slot replacement while a map is being written)
+    for length in range(0, 40):
+        value = {"k" * length: 1, "a": {"x" * length: [2, {"y" * (length + 1): 3}]}, "b": 4}
+        want = ref.encode(value)
+        for _ in range(3):
+            assert dagcbor.encode(value) == want
+            assert dagcbor.decode(want) == value
+    maps = [{f"k{i}": {f"n{j}": j for j in range(i % 7)}, "z" * (i % 31): i} for i in range(400)]
+    for _ in range(2):
+        for m in maps:
+            assert dagcbor.encode(m) == ref.encode(m)
+            assert dagcbor.decode(ref.encode(m)) == m

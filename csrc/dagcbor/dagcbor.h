@@ -84,6 +84,23 @@ static inline size_t aura_dc_write_head(uint8_t *p, unsigned mt, uint64_t v) {
     return 9;
 }
 
+/* Copy n ≤ 32 bytes with fixed-size (overlapping) moves instead of a libc call; src and dst
+ * must not overlap.  Reads and writes stay inside [src, src+n) and [dst, dst+n). */
+static inline void aura_dc_copy_small(uint8_t *dst, const uint8_t *src, size_t n) {
+    if (n >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) dst[i] = src[i];
+    }
+}
+
 /* Write a 64-bit float (major 7, additional info 27): 9 bytes. */
 static inline size_t aura_dc_write_float(uint8_t *p, double d) {
     uint64_t bits;
