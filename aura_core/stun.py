@@ -125,7 +125,7 @@ class StunMessage:
     @property
     def msg_class(self) -> Literal["request", "indication", "success", "error"]:
         c = ((self.msg_type >> 7) & 0x2) | ((self.msg_type >> 4) & 0x1)
-        return ("request", "indication", "success", "error")[c]  # type: ignore[return-value]
+        return ("request", "indication", "success", "error")[c]
 
     def get(self, attr_type: int) -> bytes | None:
         """First value of ``attr_type`` before any MESSAGE-INTEGRITY (later ones are ignored,

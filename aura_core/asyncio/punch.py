@@ -42,9 +42,12 @@ class PunchOutcome:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-async def _run(engine: PunchEngine, sock: socket.socket, **kw: object) -> list[PunchEvent]:
+async def _run(engine: PunchEngine, sock: socket.socket, *, send: bool, interval: float,
+               timeout: float, stop_after: int) -> list[PunchEvent]:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, partial(engine.run, sock.fileno(), **kw))
+    return await loop.run_in_executor(None, partial(
+        engine.run, sock.fileno(), send=send, interval=interval, timeout=timeout,
+        stop_after=stop_after))
 
 
 async def punch(engine: PunchEngine, sock: socket.socket, peer: bytes, candidates: list[Address],
