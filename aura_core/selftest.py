@@ -22,12 +22,14 @@ CHECKS: dict[str, str] = {
     "stun (RFC 5769)": "aura_core.vectors_stun:check",
     "dagcbor (IPLD codec fixtures, negatives)": "aura_core.vectors_dagcbor:check",
     "noise (cacophony IKpsk2 BLAKE2s/BLAKE2b)": "aura_core.vectors_noise:check",
+    "rendezvous (descriptors, revocations, facts)": "aura_core.rendezvous.vectors:check",
 }
 
 # vector file (under aura_core/vectors/) -> "module:function" returning its JSON document;
 # ``aura-core vectors`` regenerates them.
 GENERATORS: dict[str, str] = {
     "foundation.json": "aura_core.vectors_foundation:generate",
+    "rendezvous/descriptors.json": "aura_core.rendezvous.vectors:generate",
 }
 
 

@@ -70,18 +70,19 @@ def test_handshake_and_exchange():
     assert isinstance(ca.negotiated, Compatible) and ca.negotiated.version == "1.0.0"
 
 
-def test_handshake_order_is_enforced():
+def test_handshake_order_is_enforced_by_the_choreography():
     hi = Handshaker.initiator(A, B.public, KEY, CTX, 1, now=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ProtocolError, match="expected Send.Responder, HandshakeInit"):
         hi.process_response(b"x" * 48, 0)  # before sending the init
+    assert hi.state == "new"
     hr = Handshaker.responder(B, KEY, CTX, 1, resolver(A), now=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError):  # API misuse: not the responder's call at all
         hr.create_init_message(0)
     m1 = hi.create_init_message(0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ProtocolError, match="expected Recv"):
         hi.create_init_message(0)
     hr.process_init(m1, 0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ProtocolError, match="after the protocol ended"):
         hr.process_init(m1, 0)  # replayed init into a finished responder
     assert hr.monitor.done and not hi.monitor.done
 

@@ -10,8 +10,9 @@ Theory of operation
   happened through the journal before a handshaker exists, so the monitor starts after them.
   A handshaker has a deadline (``now + timeout_ms``); after it, every call fails.
   States: ``new`` -> ``sent`` (initiator) -> ``done`` | ``failed``; a responder goes
-  ``new`` -> ``done`` | ``failed`` in one step.  A rejected message fails the handshake for good
-  (no retry on the same state: the caller starts a new one).
+  ``new`` -> ``done`` | ``failed`` in one step.  A call out of the role's order (reading the
+  response before sending, answering twice) is refused by the monitor with ProtocolError; a
+  rejected message fails the handshake for good (the caller starts a new one).
 * A :class:`SecureChannel` is bound to (context, local, remote, epoch).  Its id is the Noise
   binding's ``hash32(Tag.CHANNEL, handshake_hash)`` — equal on both sides, fresh per handshake.
   Frames are the Noise binding's stream frames; a frame from another epoch does not
@@ -151,7 +152,8 @@ class Handshaker:
     def is_expired(self, now: int) -> bool:
         return now >= self.deadline
 
-    def _check(self, now: int, want_role: str, want_state: str) -> None:
+    def _check(self, now: int, want_role: str) -> None:
+        # Order itself is the monitor's job (ProtocolError: the role broke its local type).
         if self.role != want_role:
             raise UsageError(f"this call is for the {want_role.lower()}")
         if self.state == "failed":
@@ -159,8 +161,6 @@ class Handshaker:
         if now >= self.deadline:
             self.state = "failed"
             raise HandshakeError("handshake timed out")
-        if self.state != want_state:
-            raise UsageError(f"handshake is {self.state}, expected {want_state}")
 
     def _fail(self, exc: Exception) -> None:
         self.state = "failed"
@@ -168,7 +168,7 @@ class Handshaker:
 
     def create_init_message(self, now: int) -> bytes:
         """Initiator: Noise message 1 carrying our offer."""
-        self._check(now, _INITIATOR, "new")
+        self._check(now, _INITIATOR)
         self.monitor.on_send(_RESPONDER, "HandshakeInit")
         msg = self._hs.write_message()
         self.state = "sent"
@@ -180,7 +180,7 @@ class Handshaker:
 
         ``not_after``: the greatest initiation timestamp already accepted from this peer; an
         initiation not newer than it is a replay (HandshakeError)."""
-        self._check(now, _RESPONDER, "new")
+        self._check(now, _RESPONDER)
         self.monitor.on_receive(_INITIATOR, "HandshakeInit")
         try:
             remote = self._hs.read_message(message, not_after=not_after)
@@ -195,7 +195,7 @@ class Handshaker:
 
     def process_response(self, message: bytes, now: int) -> None:
         """Initiator: read message 2; the handshake is then complete."""
-        self._check(now, _INITIATOR, "sent")
+        self._check(now, _INITIATOR)
         self.monitor.on_receive(_RESPONDER, "HandshakeComplete")
         try:
             remote = self._hs.read_message(message)
