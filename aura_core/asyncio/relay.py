@@ -39,7 +39,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from ..errors import ProtocolError, TransportError
 from ..hashing import Hash32
@@ -823,10 +823,29 @@ class RelayClient:
     @classmethod
     async def connect(cls, url: str, key: IdentityKey, token: bytes, *,
                       contexts: Iterable[ContextId] = (), timeout: float = 10.0,
-                      track_ids: bool = False) -> RelayClient:
+                      track_ids: bool = False, retry_for: float = 0.0,
+                      ping_interval: float | None = 20.0) -> RelayClient:
+        """Connect and authenticate; with ``retry_for`` > 0, unreachable relays (a restart)
+        are retried with exponential backoff (50 ms doubling to 1 s) for that many seconds."""
+        contexts = list(contexts)
+        deadline = _clock() + retry_for
+        delay = 0.05
+        while True:
+            try:
+                return await cls._connect_once(url, key, token, contexts, timeout, track_ids, ping_interval)
+            except TransportError:
+                if _clock() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    @classmethod
+    async def _connect_once(cls, url: str, key: IdentityKey, token: bytes, contexts: list[ContextId],
+                            timeout: float, track_ids: bool, ping_interval: float | None) -> RelayClient:
         try:
-            ws = await connect(url, compression=None, max_size=None, open_timeout=timeout, proxy=None)
-        except OSError as exc:
+            ws = await connect(url, compression=None, max_size=None, open_timeout=timeout, proxy=None,
+                               ping_interval=ping_interval)
+        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
             raise TransportError(f"cannot reach relay {url}: {exc}") from exc
         try:
             nonce = parse_challenge(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[arg-type]
