@@ -133,8 +133,13 @@ cdef type _cid_type():
     return _CID_TYPE
 
 
+cdef tuple _NO_ARGS = ()
+
+
 cdef inline object _new_cid(bytes raw):
-    cdef CIDBase c = CIDBase.__new__(_cid_type())
+    # The registered type's tp_new (CIDBase's, inherited) directly: no Python-level call.
+    cdef type t = _cid_type()
+    cdef CIDBase c = <CIDBase> (<PyTypeObject *> t).tp_new(t, <PyObject *> _NO_ARGS, NULL)
     c._raw = raw
     return c
 
@@ -748,9 +753,8 @@ cdef int _hash_alg(str name) except -1:
     raise InvalidValue(f"unsupported hash {name!r} (sha2-256, blake2b-256)")
 
 
-cdef bytes _digest(object obj, int alg):
+cdef int _digest_into(object obj, int alg, uint8_t *out) except -1:
     cdef _Enc e = _acquire()
-    cdef uint8_t out[32]
     try:
         aura_dc_sink_init(&e.sink, alg)
         e.sinking = True
@@ -758,25 +762,38 @@ cdef bytes _digest(object obj, int alg):
         _run(e, obj)
         e.flush()
         aura_dc_sink_final(&e.sink, out)
-        return PyBytes_FromStringAndSize(<const char *> out, 32)
     finally:
         _release(e)
+    return 0
 
 
 def digest(obj, str hash="sha2-256"):
     """Hash of ``encode(obj)`` computed while encoding, in bounded memory."""
-    return _digest(obj, _hash_alg(hash))
-
-
+    cdef uint8_t out[32]
+    _digest_into(obj, _hash_alg(hash), out)
+    return PyBytes_FromStringAndSize(<const char *> out, 32)
 
 
 def cid(obj, str hash="sha2-256"):
     """CIDv1 (codec dag-cbor 0x71) of ``encode(obj)``, hashed while encoding."""
+    # binary CIDv1: 0x01, 0x71 (dag-cbor), multihash code varint, 0x20 (32), digest
+    cdef uint8_t raw[38]
+    cdef size_t pre
     cdef int alg = _hash_alg(hash)
-    cdef bytes d = _digest(obj, alg)
+    raw[0] = 0x01
+    raw[1] = 0x71
     if alg == AURA_DC_HASH_SHA256:
-        return _new_cid(b"\x01\x71\x12\x20" + d)
-    return _new_cid(b"\x01\x71\xa0\xe4\x02\x20" + d)
+        raw[2] = 0x12
+        raw[3] = 0x20
+        pre = 4
+    else:
+        raw[2] = 0xa0
+        raw[3] = 0xe4
+        raw[4] = 0x02
+        raw[5] = 0x20
+        pre = 6
+    _digest_into(obj, alg, raw + pre)
+    return _new_cid(PyBytes_FromStringAndSize(<const char *> raw, <Py_ssize_t> (pre + 32)))
 
 
 # ---- decoder -------------------------------------------------------------------------------
