@@ -362,11 +362,11 @@ def test_refresh_window():
 
 # ---- bad handshakes ------------------------------------------------------------------------
 
-def _pair_with_descriptors(*extra):
+def _pair_with_descriptors(*extra, limit=LIMIT):
     a, b = Node(1), Node(2)
     nodes = (a, b, *extra)
     for n in nodes:
-        n.budget(*[m for m in nodes if m is not n])
+        n.budget(*[m for m in nodes if m is not n], limit=limit)
         publish(n)
     sync(*nodes)
     return nodes
@@ -477,3 +477,97 @@ def test_replayed_initiation_rejected():
     # A's next initiation, even within the same millisecond, is newer and accepted
     ch2, _ = establish(a, b, now=NOW)
     assert ch2.channel_id != ch.channel_id
+
+
+# ---- privacy and robustness ----------------------------------------------------------------
+
+def _forbidden(*nodes):
+    words = ["rendezvous:", "relay:", "budget", "headroom", str(LIMIT), str(CTX), CTX.uuid.hex]
+    for n in nodes:
+        words += [str(n.id), n.id.uuid.hex, bytes(n.id).hex()]
+    return words
+
+
+def test_errors_and_effects_reveal_no_capabilities_budgets_or_membership():
+    c = Node(3)
+    a, b, c = _pair_with_descriptors(c)
+    messages = []
+    [init] = c.run(c.svc.prepare_establish_channel(c.snap(), CTX, b.id, NOW))
+    attempts = [
+        lambda: b.svc.prepare_handle_handshake(b.snap(), CTX, a.id, init.envelope, NOW),
+        lambda: b.svc.prepare_handle_handshake(b.snap(), CTX, a.id, b"\x01\0\0\0" + bytes(100), NOW),
+        lambda: b.svc.prepare_establish_channel(b.snap(), CTX, Node(9).id, NOW),
+        lambda: b.svc.cache_descriptor(b"\x00", CTX, NOW),
+        lambda: b.svc.cache_descriptor(_descriptor(a, ctx=OTHER_CTX), CTX, NOW),
+        lambda: b.svc.handle_handshake_response(CTX, a.id, init.envelope, NOW),
+    ]
+    for attempt in attempts:
+        with pytest.raises(AuraError) as e:
+            attempt()
+        messages.append(str(e.value))
+    for snap in (b.snap(caps=()), b.snap(flow={})):
+        out = b.svc.prepare_establish_channel(snap, CTX, a.id, NOW)
+        messages.append(f"{out!r} {out.decision.message}")
+    text = "\n".join(messages)
+    for word in _forbidden(a, b, c):
+        assert word not in text, word
+    # what goes on the wire / into the shared journal: no capability names or budgets
+    ca, cb = establish(a, b)
+    for eff in a.sent + b.sent:
+        assert b"rendezvous:" not in eff.envelope and b"relay:" not in eff.envelope
+    for _, body in a.journal.facts_in_range(CTX, b"", None, 1000):
+        assert b"rendezvous:" not in body and b"relay:" not in body
+
+
+def test_random_handshake_bytes_never_crash_nor_change_state():
+    import random
+
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    a, b = _pair_with_descriptors(limit=10_000)
+    [init] = a.run(a.svc.prepare_establish_channel(a.snap(), CTX, b.id, NOW))
+    good = init.envelope
+    for _ in range(300):
+        kind = rng.randrange(3)
+        if kind == 0:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 200)))
+        elif kind == 1:
+            # flip bits anywhere but the sender index (bytes 4..7): like WireGuard's, indices
+            # are routing hints outside the Noise message; a wrong one only misroutes the answer
+            data = bytearray(good)
+            spots = [*range(4), *range(8, len(data))]
+            for _ in range(rng.randint(1, 4)):
+                data[rng.choice(spots)] ^= 1 << rng.randrange(8)
+            data = bytes(data)
+        else:
+            data = good[: rng.randrange(len(good))]
+        with pytest.raises(AuraError):
+            b.svc.prepare_handle_handshake(b.snap(), CTX, a.id, data, NOW)
+        with pytest.raises(AuraError):
+            a.svc.handle_handshake_response(CTX, b.id, data, NOW)
+        if a.svc.pending_count() == 0:  # a bad response drops the pending handshake
+            [init] = a.run(a.svc.prepare_establish_channel(a.snap(), CTX, b.id, NOW))
+            good = init.envelope
+    assert len(b.svc.channels) == 0 and len(a.svc.channels) == 0
+    assert b.kinds().count(KIND_CHANNEL_ESTABLISHED) == 0
+
+
+def test_random_descriptor_mutations_rejected():
+    import random
+
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    a, b = Node(1), Node(2)
+    raw = dagcbor.encode(_descriptor(b))
+    for _ in range(300):
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        if bytes(data) == raw:
+            continue
+        with pytest.raises(DescriptorError):
+            a.svc.cache_descriptor(bytes(data), CTX, NOW)
+    assert a.svc.get_cached_descriptor(CTX, b.id) is None
+    assert a.svc.cache_descriptor(raw, CTX, NOW).authority_id == b.id
