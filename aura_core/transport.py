@@ -17,7 +17,9 @@ The switcher hides all of that:
 
 Buffers are bounded: at most ``window`` messages (and ``max_bytes`` bytes) unacknowledged on
 the send side (:meth:`can_send` is the back-pressure signal), and at most ``window`` messages /
-``max_bytes`` bytes held for reordering on the receive side.
+``max_bytes`` bytes held for reordering on the receive side, plus at most ``window`` delivered
+but not yet pulled by the application (beyond that, data stays unacknowledged: the sender's
+window then stalls, which is the receive-side flow control).
 
 Records are the *plaintext* of the channel's Noise datagrams, so their header is authenticated
 and replay-protected by Noise; this layer trusts the bytes it is given as coming from the peer.
@@ -221,7 +223,8 @@ class PathSwitcher:
         if seq >= self._recv_next + self.window:
             self.stats["out_of_window"] += 1
             return
-        if seq != self._recv_next:
+        if seq != self._recv_next or len(self._ready) >= self.window:
+            # out of order, or the application is not reading: hold it (bounded), unacked
             if self._held_bytes + len(payload) > self.max_bytes:
                 self.stats["over_bytes"] += 1
                 return
@@ -231,7 +234,10 @@ class PathSwitcher:
         self._ready.append(payload)
         self._recv_next += 1
         self.stats["delivered"] += 1
-        while self._recv_next in self._held:
+        self._release_held()
+
+    def _release_held(self) -> None:
+        while self._recv_next in self._held and len(self._ready) < self.window:
             p = self._held.pop(self._recv_next)
             self._held_bytes -= len(p)
             self._ready.append(p)
@@ -240,7 +246,13 @@ class PathSwitcher:
 
     def next_message(self) -> bytes | None:
         """The next in-order message for the application, or None."""
-        return self._ready.popleft() if self._ready else None
+        if not self._ready:
+            return None
+        msg = self._ready.popleft()
+        if self._held:
+            self._release_held()
+            self._ack_pending = True
+        return msg
 
     def next_control(self) -> tuple[int, bytes] | None:
         """The next CTRL record received: ``(type, body)``, or None."""

@@ -158,3 +158,15 @@ def test_control_records_pass_through():
     assert encode_ctrl(1)[0] == REC_CTRL and encode_data(0, 0, b"")[0] == REC_DATA
     with pytest.raises(InvalidValue):
         encode_ctrl(256)
+
+
+def test_receiver_flow_control_when_application_does_not_read():
+    r = PathSwitcher(window=4)
+    for seq in range(6):
+        r.receive(encode_data(seq, 0, bytes([seq])), 0.0)
+    assert r.expected == 4  # four delivered and acknowledged; the rest held, unacknowledged
+    assert r.records_to_send(0.0) == [encode_ack(4)]
+    assert r.next_message() == b"\x00"  # reading makes room: held data moves up
+    assert r.expected == 5 and r.records_to_send(0.0) == [encode_ack(5)]
+    assert [r.next_message() for _ in range(6)] == [bytes([i]) for i in range(1, 6)] + [None]
+    assert r.expected == 6
