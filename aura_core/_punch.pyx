@@ -182,11 +182,21 @@ def check(const uint8_t[::1] pkt, key, local_id):
 
 
 cdef class Engine:
-    """C punch engine: our id and punch key, the peers we punch with, and candidate targets."""
+    """C punch engine: our id and punch key, the peers we punch with, and candidate targets.
+
+    Not shared between threads: while :meth:`run` blocks (GIL released) any other call raises
+    UsageError instead of racing on the C state."""
 
     cdef aura_punch_engine e
     cdef dict _index
     cdef list _ids
+    cdef int _busy  # run() in progress (GIL released): no other call may touch the state
+
+    cdef int _enter(self) except -1:
+        if self._busy:
+            raise UsageError("the punch engine is running in another thread")
+        self._busy = 1
+        return 0
 
     def __cinit__(self):
         memset(&self.e, 0, sizeof(self.e))
@@ -236,6 +246,8 @@ cdef class Engine:
         """Replace the candidate list: an iterable of ``(peer_id, host, port)``."""
         cdef list items = list(targets)
         cdef size_t n = len(items), j
+        if self._busy:
+            raise UsageError("the punch engine is running in another thread")
         cdef aura_punch_target *arr = <aura_punch_target *> calloc(n if n else 1,
                                                                    sizeof(aura_punch_target))
         if arr == NULL:
@@ -264,8 +276,12 @@ cdef class Engine:
         """One packet to every target (sendmmsg, GIL released); returns packets sent."""
         cdef long r
         cdef uint8_t flags = 1 if ack else 0
-        with nogil:
-            r = aura_punch_send_burst(&self.e, fd, flags)
+        self._enter()
+        try:
+            with nogil:
+                r = aura_punch_send_burst(&self.e, fd, flags)
+        finally:
+            self._busy = 0
         if r < 0:
             raise TransportError("punch send failed")
         return r
@@ -286,9 +302,13 @@ cdef class Engine:
         cdef int64_t iv = <int64_t> (interval * 1e9), to = <int64_t> (timeout * 1e9)
         cdef size_t j
         try:
-            with nogil:
-                r = aura_punch_run(&self.e, fd, 1 if send else 0, iv, to, stop_after, evs,
-                                   max_events)
+            self._enter()
+            try:
+                with nogil:
+                    r = aura_punch_run(&self.e, fd, 1 if send else 0, iv, to, stop_after, evs,
+                                       max_events)
+            finally:
+                self._busy = 0
             if r < 0:
                 raise TransportError("punch loop failed (bad socket?)")
             out = []
@@ -303,6 +323,8 @@ cdef class Engine:
         """Validate one datagram (counts it): ``(verdict, (peer_id, seq, flags) | None)``."""
         cdef aura_punch_fields f
         cdef long peer
+        if self._busy:
+            raise UsageError("the punch engine is running in another thread")
         cdef int v = aura_punch_accept(&self.e, &pkt[0] if pkt.shape[0] else NULL, pkt.shape[0],
                                        &f, &peer)
         if v != AURA_PUNCH_OK:
@@ -315,6 +337,8 @@ cdef class Engine:
         cdef aura_punch_fields f
         cdef long peer
         cdef uint8_t out[AURA_PUNCH_LEN]
+        if self._busy:
+            raise UsageError("the punch engine is running in another thread")
         cdef int v = aura_punch_accept(&self.e, &pkt[0] if pkt.shape[0] else NULL, pkt.shape[0],
                                        &f, &peer)
         if v != AURA_PUNCH_OK:
@@ -331,8 +355,12 @@ cdef class Engine:
         cdef long r
         if pkt.shape[0] == 0:
             raise InvalidValue("empty packet")
-        with nogil:
-            r = aura_punch_bench_accept(&self.e, &pkt[0], pkt.shape[0], n)
+        self._enter()
+        try:
+            with nogil:
+                r = aura_punch_bench_accept(&self.e, &pkt[0], pkt.shape[0], n)
+        finally:
+            self._busy = 0
         return r
 
     def stats(self):

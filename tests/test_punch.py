@@ -335,3 +335,83 @@ def test_answer_builds_ack_for_a_receive_loop_that_owns_the_socket():
     assert v2 == "ok" and ev2.ack and ack2 is None  # acks are never acked (no ping-pong)
     assert e.answer(build_punch(nm, peer, me, 3)) == ("replayed", None, None)
     assert e.stats()["acks_sent"] == 1
+
+
+def test_engine_refuses_calls_while_running_in_another_thread():
+    from aura_core.errors import UsageError
+
+    s = udp()
+    peer = os.urandom(16)
+    e = PunchEngine(os.urandom(16), os.urandom(32), [(peer, os.urandom(32))])
+    t = threading.Thread(target=lambda: e.run(s.fileno(), send=False, timeout=0.5))
+    t.start()
+    try:
+        import time
+
+        time.sleep(0.1)  # let run() start (it releases the GIL while it waits)
+        with pytest.raises(UsageError):
+            e.set_targets([(peer, ("127.0.0.1", 9))])  # would free the array run() reads
+        with pytest.raises(UsageError):
+            e.send_burst(s.fileno())
+        with pytest.raises(UsageError):
+            e.accept(b"x")
+    finally:
+        t.join()
+        s.close()
+    e.set_targets([(peer, ("127.0.0.1", 9))])  # fine again afterwards
+
+
+def test_asyncio_upgrade_drives_actor_through_failure_backoff_and_success():
+    import asyncio
+
+    from aura_core.asyncio.punch import serve, upgrade
+    from aura_core.selection import (AttemptBudget, BackoffWindow, CandidateGeneration,
+                                     CandidatesUpdated, ConnState, LocalBinding, NetworkChanged,
+                                     NetworkGeneration, PeerConnectionActor)
+
+    a_id, b_id, na, nb = os.urandom(16), os.urandom(16), os.urandom(32), os.urandom(32)
+    sa, sb = udp(), udp()
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        ea = PunchEngine(a_id, na, [(b_id, nb)])
+        eb = PunchEngine(b_id, nb, [(a_id, na)])
+        binding = LocalBinding("lo", sa.getsockname(), NetworkGeneration(0))
+        actor = PeerConnectionActor(loop.time(), budget=AttemptBudget(3),
+                                    backoff=BackoffWindow(base=0.3, jitter=0.0),
+                                    attempt_timeout=5.0)
+        actor.handle(NetworkChanged(NetworkGeneration(0), frozenset({binding})), loop.time())
+        actor.handle(CandidatesUpdated(CandidateGeneration(1), (sb.getsockname(),)), loop.time())
+
+        async def b_late():  # B comes up during A's backoff
+            await asyncio.sleep(0.2)
+            _drain_sock(sb)  # forget A's first punches: as if B's socket was not there yet
+            stop = asyncio.Event()
+            server = asyncio.ensure_future(serve(eb, sb, stop, slice_s=0.02))
+            await asyncio.sleep(1.5)
+            stop.set()
+            await server
+
+        outcome, _ = await asyncio.gather(
+            upgrade(actor, ea, sa, b_id, binding, window=0.1, interval=0.02), b_late())
+        return actor, outcome
+
+    actor, outcome = asyncio.run(go())
+    try:
+        assert actor.state is ConnState.DIRECT and outcome.direct
+        assert actor.direct.path == sb.getsockname() and actor.direct.binding.local == sa.getsockname()
+        assert [(b.value, a.value) for _, b, a, _ in actor.history] == [
+            ("relay-only", "upgrading"), ("upgrading", "degraded"), ("degraded", "upgrading"),
+            ("upgrading", "direct")]
+    finally:
+        sa.close()
+        sb.close()
+
+
+def _drain_sock(s: socket.socket) -> None:
+    s.setblocking(False)
+    try:
+        while True:
+            s.recv(2048)
+    except BlockingIOError:
+        pass

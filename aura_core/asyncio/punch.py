@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..punch import Address, PunchEngine, PunchEvent
+from ..selection import (AttemptFailed, AttemptSucceeded, ConnState, LocalBinding,
+                         PeerConnectionActor, StartAttempt)
 
-__all__ = ["PunchOutcome", "punch", "serve", "keepalive", "set_rcvbuf"]
+__all__ = ["PunchOutcome", "punch", "serve", "keepalive", "upgrade", "set_rcvbuf"]
 
 
 def set_rcvbuf(sock: socket.socket, size: int = 4 << 20) -> None:
@@ -110,3 +112,34 @@ async def keepalive(engine: PunchEngine, sock: socket.socket, peer: bytes, path:
         except (TimeoutError, asyncio.TimeoutError):
             pass
     return sent
+
+
+async def upgrade(actor: PeerConnectionActor, engine: PunchEngine, sock: socket.socket,
+                  peer: bytes, binding: LocalBinding, *, window: float = 1.5,
+                  interval: float = 0.05, prepunch: float = 0.0) -> PunchOutcome | None:
+    """Execute a :class:`~aura_core.selection.PeerConnectionActor`'s upgrade cycle on ``sock``:
+    each ``StartAttempt`` becomes a :func:`punch`, its outcome (with ``binding``, the socket's
+    local provenance) goes back to the actor, backoff timers are honoured, until the actor
+    settles on ``direct`` or ``relay-only``.  Returns the last punch outcome (None: no attempt).
+    The caller applies ``UseRelay``/``UseDirect`` from ``actor.history`` / ``actor.direct``."""
+    loop = asyncio.get_running_loop()
+    last: PunchOutcome | None = None
+    while True:
+        action = actor.next_action()
+        if isinstance(action, StartAttempt):
+            last = await punch(engine, sock, peer, list(action.candidates), window=window,
+                               interval=interval, prepunch=prepunch)
+            if last.direct and last.path is not None:
+                actor.handle(AttemptSucceeded(action.attempt, last.path, binding), loop.time())
+            else:
+                actor.handle(AttemptFailed(action.attempt), loop.time())
+            continue
+        if action is not None:
+            continue  # UseRelay / UseDirect / CancelAttempt: state the caller reads
+        if actor.state in (ConnState.DIRECT, ConnState.RELAY_ONLY):
+            return last
+        timer = actor.get_timer()
+        if timer is None:
+            return last
+        await asyncio.sleep(max(0.0, timer - loop.time()))
+        actor.handle_timer(loop.time())

@@ -29,12 +29,15 @@ import json
 import socket
 import sys
 
-from aura_core.asyncio.punch import keepalive, punch, serve, set_rcvbuf
+from aura_core.asyncio.punch import keepalive, serve, set_rcvbuf, upgrade
 from aura_core.asyncio.stun import discover
 from aura_core.hashing import ContextKey
 from aura_core.keys import IdentityKey, PublicIdentity
 from aura_core.noise import AuraHandshake, Offer
 from aura_core.punch import PunchEngine, is_punch
+from aura_core.selection import (AttemptBudget, CandidateGeneration, CandidatesUpdated,
+                                 LocalBinding, NetworkChanged, NetworkGeneration,
+                                 PeerConnectionActor)
 
 HS1, HS2, DATA = b"\xd1", b"\xd2", b"\xd3"  # the lab's own demux byte before each Noise message
 
@@ -223,11 +226,20 @@ async def main() -> None:
 
     go = await read_line()
     engine = PunchEngine(me, nonce, [(peer, peer_nonce)])
-    outcome = await punch(engine, sock, peer, [tuple(c) for c in go["candidates"]],
-                          window=go["window"], prepunch=go["prepunch"],
-                          interval=go.get("interval", 0.05))
+    # the upgrade policy decides: one attempt in the lab (relay is always there)
+    net = NetworkGeneration(0)
+    binding = LocalBinding("eth0", sock.getsockname(), net)
+    actor = PeerConnectionActor(loop.time(), budget=AttemptBudget(go.get("attempts", 1)),
+                                attempt_timeout=go["window"] + go["prepunch"] + 1.0)
+    actor.handle(NetworkChanged(net, frozenset({binding})), loop.time())
+    actor.handle(CandidatesUpdated(CandidateGeneration(1),
+                                   tuple(tuple(c) for c in go["candidates"])), loop.time())
+    outcome = await upgrade(actor, engine, sock, peer, binding, window=go["window"],
+                            prepunch=go["prepunch"], interval=go.get("interval", 0.05))
+    assert outcome is not None
     emit({"stage": "punch", "direct": outcome.direct, "path": outcome.path,
-          "elapsed": outcome.elapsed, "stats": outcome.stats})
+          "elapsed": outcome.elapsed, "stats": outcome.stats, "state": actor.state.value,
+          "transitions": [(b.value, a.value) for _, b, a, _ in actor.history]})
 
     stop = asyncio.Event()
     server = asyncio.ensure_future(serve(engine, sock, stop))

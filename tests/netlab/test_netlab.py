@@ -166,6 +166,9 @@ def test_mode(name: str, stats_file) -> None:
             assert (d["lost"], d["dups"], d["bad"]) == (0, 0, 0), r
             if d["via"] == "direct":
                 assert d["received"] == COUNT
+        for pr in r["punch"]:  # the PeerConnectionActor drove it: relay first, then settled
+            assert pr["state"] == ("direct" if pr["direct"] else "relay-only"), pr
+            assert pr["transitions"][0] == ["relay-only", "upgrading"], pr
         if r["direct"]:  # both ends derived the same Noise channel from the handshake
             assert r["data"][0]["noise"]["channel_id"] == r["data"][1]["noise"]["channel_id"]
     if s["expect"] == "direct":
