@@ -154,3 +154,17 @@ def test_every_pair_of_roles_can_run_concurrently_with_interleaving():
             for i in order:
                 acts[i]()
         assert all(m.done for m in mons.values())
+
+
+def test_service_constants_come_from_the_choreographies_and_capabilities():
+    from aura_core import capabilities, flow
+    from aura_core.rendezvous import service
+
+    assert service.CAP_RENDEZVOUS_PUBLISH == capabilities.CAP_RENDEZVOUS_PUBLISH
+    assert service.CAP_RENDEZVOUS_CONNECT == capabilities.CAP_RENDEZVOUS_CONNECT
+    assert service.CAP_RENDEZVOUS_RELAY == capabilities.CAP_RENDEZVOUS_RELAY
+    assert RELAYED_RENDEZVOUS.steps[1].guard_capability == capabilities.CAP_RELAY_FORWARD
+    assert (service.DESCRIPTOR_PUBLISH_COST, service.CONNECT_DIRECT_COST,
+            service.CONNECT_RELAY_COST) == (flow.COST_PUBLISH, flow.COST_CONNECT_DIRECT,
+                                            flow.COST_CONNECT_RELAY)
+    assert RELAYED_RENDEZVOUS.steps[1].flow_cost == flow.COST_RELAY_FORWARD

@@ -6,6 +6,7 @@ randomness, ``rand``; the caller executes the returned effect commands.
 
 from __future__ import annotations
 
+from .channel import AgreementMode, ChannelManager, ChannelState, Handshaker, SecureChannel
 from .descriptor import (
     EstablishPath,
     LinkEndpoint,
@@ -30,8 +31,35 @@ from .descriptor import (
     verify_revocation,
 )
 from .facts import RendezvousFact
+from .negotiate import Compatible, Incompatible, make_offer
+from .service import (
+    CAP_RENDEZVOUS_CONNECT,
+    CAP_RENDEZVOUS_PUBLISH,
+    CAP_RENDEZVOUS_RELAY,
+    CONNECT_DIRECT_COST,
+    CONNECT_RELAY_COST,
+    DESCRIPTOR_PUBLISH_COST,
+    RendezvousConfig,
+    RendezvousService,
+)
 
 __all__ = [
+    "AgreementMode",
+    "CAP_RENDEZVOUS_CONNECT",
+    "CAP_RENDEZVOUS_PUBLISH",
+    "CAP_RENDEZVOUS_RELAY",
+    "CONNECT_DIRECT_COST",
+    "CONNECT_RELAY_COST",
+    "ChannelManager",
+    "ChannelState",
+    "Compatible",
+    "DESCRIPTOR_PUBLISH_COST",
+    "Handshaker",
+    "Incompatible",
+    "RendezvousConfig",
+    "RendezvousService",
+    "SecureChannel",
+    "make_offer",
     "EstablishPath",
     "LinkEndpoint",
     "LinkProtocol",
