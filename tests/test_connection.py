@@ -248,3 +248,22 @@ def test_epoch_rotation_mid_stream():
             await w.close()
 
     run(main())
+
+
+def test_automatic_rekey_before_session_time_limit():
+    async def main():
+        w = await World().start(direct=(False, False))
+        try:
+            ab = Stream(w.a, w.b, b"AB")
+            await ab.send(50)
+            old = w.a._sessions.current
+            w.a._maybe_rekey(w.a.loop.time() + 130.0)  # as if REKEY_AFTER_TIME (120 s) passed
+            await wait_until(lambda: w.a._sessions.current is not old, what="rekey")
+            await ab.send(50)
+            await ab.done()
+            assert w.a.epoch == w.b.epoch == 1  # same epoch, fresh keys
+            assert w.b._sessions.current.local_index != 0 and not w.b._sessions.pending
+        finally:
+            await w.close()
+
+    run(main())

@@ -47,13 +47,15 @@ import ipaddress
 import logging
 import os
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from websockets.exceptions import ConnectionClosed
 
-from ..errors import CryptoError, HandshakeError, ProtocolError, TransportError, UsageError
+from ..errors import (AuraError, CryptoError, HandshakeError, ProtocolError, TransportError,
+                      UsageError)
 from ..hashing import ContextKey
 from ..ids import AuthorityId, ContextId
 from ..keys import IdentityKey, PublicIdentity
@@ -222,8 +224,11 @@ class RelayLink:
                     handler = self._handlers.get((bytes(context), bytes(src)))
                     if handler is None:
                         self.stats["unroutable"] += 1
-                    else:
+                        continue
+                    try:
                         handler(payload)
+                    except AuraError:  # a peer fault never takes the relay link down
+                        self.stats["unroutable"] += 1
             except (TransportError, ProtocolError, OSError, ConnectionClosed) as exc:
                 log.debug("relay connection lost: %s", exc)
             self._down(client)
@@ -304,7 +309,7 @@ class PeerConnection:
         self.local_candidates = list(local_candidates if local_candidates is not None else
                                      ([endpoint.local_address] if endpoint is not None else []))
         self.on_trace = on_trace
-        self.trace: list[tuple[float, str]] = []
+        self.trace: deque[tuple[float, str]] = deque(maxlen=1000)
         self.stats: dict[str, int] = dict.fromkeys(
             ("relay_out", "direct_out", "relay_in", "direct_in", "noise_drops", "data_relay_in",
              "data_direct_in", "keepalives", "attempts", "assists", "upgrades", "direct_lost",
@@ -330,6 +335,7 @@ class PeerConnection:
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=cfg.window)
         self._replies: dict[bytes, bytes] = {}  # initiation -> our response (idempotent replays)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rekeying: asyncio.Task[None] | None = None
         self._hs_inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
         self._driver: asyncio.Task[None] | None = None
         self._closed = False
@@ -610,8 +616,23 @@ class PeerConnection:
             candidates.append(self._last_direct_in + self.config.direct_timeout)
         return min(candidates)
 
+    def _maybe_rekey(self, now: float) -> None:
+        """Initiator: re-handshake at the same epoch before the session's time/count limits
+        (REKEY_AFTER_*), so a long-lived connection never seals with expired keys."""
+        if (not self.initiator or self._identity is None or not self._sessions.current.needs_rekey(now)
+                or (self._rekeying is not None and not self._rekeying.done())):
+            return
+
+        async def rekey() -> None:
+            try:
+                await self.rotate(self.epoch)
+            except (asyncio.TimeoutError, AuraError) as exc:
+                self._note(f"rekey failed, will retry: {exc}")
+        self._rekeying = asyncio.create_task(rekey())
+
     async def _step(self) -> None:
         now = self.loop.time()
+        self._maybe_rekey(now)
         self.actor.handle_timer(now)
         self._check_upgrade(now)
         self._check_direct(now)
