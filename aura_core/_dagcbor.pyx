@@ -66,6 +66,7 @@ cdef extern from *:
     #endif
     """
     object aura_dict_presized(Py_ssize_t n)
+    PyObject *PyErr_NoMemory()
 
 cdef extern from "dagcbor.h" nogil:
     enum:
@@ -85,6 +86,9 @@ cdef extern from "dagcbor.h" nogil:
     size_t aura_dc_write_head(uint8_t *p, unsigned mt, uint64_t v)
     size_t aura_dc_write_float(uint8_t *p, double d)
     void aura_dc_copy_small(uint8_t *dst, const uint8_t *src, size_t n)
+    int aura_dc_put_head(uint8_t *buf, size_t *len, size_t cap, unsigned mt, uint64_t v)
+    int aura_dc_put_string(uint8_t *buf, size_t *len, size_t cap, unsigned mt,
+                           const uint8_t *p, size_t n)
     double aura_dc_bits_to_double(uint64_t bits)
     int aura_dc_bits_finite(uint64_t bits)
     int aura_dc_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -254,13 +258,16 @@ cdef class _Enc:
         self.path = path
         raise _EncFail(message)
 
-    cdef int flush(self) except -1:
+    # The buffer primitives raise nothing through Cython (a failed allocation sets MemoryError
+    # with PyErr_NoMemory and returns -1), so they carry no traceback code and stay small
+    # enough for the C compiler to inline them into the walkers.
+
+    cdef inline void flush(self) noexcept:
         if self.len:
             aura_dc_sink_update(&self.sink, self.buf, self.len)
             self.len = 0
-        return 0
 
-    cdef int grow(self, size_t need) except -1:
+    cdef int grow(self, size_t need) noexcept:
         # Called when `need` more bytes do not fit: a digest flushes, an encode doubles.
         cdef size_t newcap
         cdef uint8_t *nb
@@ -273,39 +280,39 @@ cdef class _Enc:
             newcap *= 2
         nb = <uint8_t *> realloc(self.buf, newcap)
         if nb == NULL:
-            raise MemoryError()
+            PyErr_NoMemory()
+            return -1
         self.buf = nb
         self.cap = newcap
         return 0
 
     cdef inline int head(self, unsigned mt, uint64_t v) except -1:
-        if self.len + 9 > self.cap:
-            self.grow(9)
+        if self.len + 9 > self.cap and self.grow(9) < 0:
+            return -1
         self.len += aura_dc_write_head(self.buf + self.len, mt, v)
         return 0
 
     cdef inline int byte(self, uint8_t b) except -1:
-        if self.len + 1 > self.cap:
-            self.grow(1)
+        if self.len + 1 > self.cap and self.grow(1) < 0:
+            return -1
         self.buf[self.len] = b
         self.len += 1
         return 0
 
     cdef inline int payload(self, const uint8_t *p, size_t n) except -1:
-        if self.len + n > self.cap:
-            if self.sinking and n >= DIRECT_MIN:
-                return self.direct(p, n)
-            self.grow(n)
+        if self.sinking and n >= DIRECT_MIN:
+            self.direct(p, n)
+            return 0
+        if self.len + n > self.cap and self.grow(n) < 0:
+            return -1
         if n <= 32:
             aura_dc_copy_small(self.buf + self.len, p, n)
-        elif self.sinking and n >= DIRECT_MIN:
-            return self.direct(p, n)
         else:
             memcpy(self.buf + self.len, p, n)
         self.len += n
         return 0
 
-    cdef int direct(self, const uint8_t *p, size_t n) except -1:
+    cdef void direct(self, const uint8_t *p, size_t n) noexcept:
         # Large payloads of a digest go straight into the hash (the walker holds the object).
         self.flush()
         if n >= NOGIL_MIN:
@@ -313,7 +320,6 @@ cdef class _Enc:
                 aura_dc_sink_update(&self.sink, p, n)
         else:
             aura_dc_sink_update(&self.sink, p, n)
-        return 0
 
 
 cdef _Enc _ENC = _Enc()
@@ -363,8 +369,9 @@ cdef inline int _enc_str(_Enc e, object o) except -1:
     cdef const char *s = _utf8(o, &n)
     if s == NULL:
         e.fail("string is not valid Unicode (lone surrogate)")
-    e.head(3, <uint64_t> n)
-    e.payload(<const uint8_t *> s, <size_t> n)
+    if aura_dc_put_string(e.buf, &e.len, e.cap, 3, <const uint8_t *> s, <size_t> n):
+        e.head(3, <uint64_t> n)
+        e.payload(<const uint8_t *> s, <size_t> n)
     return 0
 
 
@@ -388,8 +395,12 @@ cdef inline int _enc_int(_Enc e, object o) except -1:
     cdef long long v = PyLong_AsLongLongAndOverflow(o, &overflow)
     if overflow == 0:
         if v >= 0:
-            return e.head(0, <uint64_t> v)
-        return e.head(1, <uint64_t> (-(v + 1)))
+            if aura_dc_put_head(e.buf, &e.len, e.cap, 0, <uint64_t> v):
+                return e.head(0, <uint64_t> v)
+            return 0
+        if aura_dc_put_head(e.buf, &e.len, e.cap, 1, <uint64_t> (-(v + 1))):
+            return e.head(1, <uint64_t> (-(v + 1)))
+        return 0
     return _enc_bigint(e, o, overflow)
 
 
@@ -571,8 +582,8 @@ cdef int _emit_layout(_Enc e, KV *kv, Layout *lay, Py_ssize_t n, int depth) exce
         i = perm[j]
         if lay.gen == gen:
             m = lay.klen[j]
-            if e.len + KENC_MAX > e.cap:
-                e.grow(KENC_MAX)
+            if e.len + KENC_MAX > e.cap and e.grow(KENC_MAX) < 0:
+                return -1
             aura_dc_copy_small(e.buf + e.len, lay.kenc[j], m)
             e.len += m
         else:
@@ -622,8 +633,8 @@ cdef int _enc_other(_Enc e, object o, int depth) except -1:
         d = PyFloat_AS_DOUBLE(o)
         if not isfinite(d):
             e.fail("NaN and Infinity are outside the data model")
-        if e.len + 9 > e.cap:
-            e.grow(9)
+        if e.len + 9 > e.cap and e.grow(9) < 0:
+            return -1
         e.len += aura_dc_write_float(e.buf + e.len, d)
         return 0
     if isinstance(o, CIDBase):
@@ -686,8 +697,11 @@ cdef inline int _enc_item(_Enc e, PyObject *v, int depth) except -1:
     cdef Py_ssize_t n
     if t == <PyObject *> bytes:
         n = PyBytes_GET_SIZE(<object> v)
-        e.head(2, <uint64_t> n)
-        return e.payload(<const uint8_t *> PyBytes_AS_STRING(<object> v), <size_t> n)
+        if aura_dc_put_string(e.buf, &e.len, e.cap, 2,
+                              <const uint8_t *> PyBytes_AS_STRING(<object> v), <size_t> n):
+            e.head(2, <uint64_t> n)
+            return e.payload(<const uint8_t *> PyBytes_AS_STRING(<object> v), <size_t> n)
+        return 0
     if t == <PyObject *> str:
         return _enc_str(e, <object> v)
     if t == <PyObject *> int:

@@ -101,6 +101,31 @@ static inline void aura_dc_copy_small(uint8_t *dst, const uint8_t *src, size_t n
     }
 }
 
+#if defined(__GNUC__)
+#define AURA_DC_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define AURA_DC_ALWAYS_INLINE inline
+#endif
+
+/* Encoder fast paths on a buffer (buf, *len, cap).  Each returns 0 when it wrote, 1 when the
+ * caller must take the slow path (grow / flush / large payload) — then nothing was written. */
+static AURA_DC_ALWAYS_INLINE int aura_dc_put_head(uint8_t *buf, size_t *len, size_t cap,
+                                                  unsigned mt, uint64_t v) {
+    if (AURA_UNLIKELY(*len + 9 > cap)) return 1;
+    *len += aura_dc_write_head(buf + *len, mt, v);
+    return 0;
+}
+
+static AURA_DC_ALWAYS_INLINE int aura_dc_put_string(uint8_t *buf, size_t *len, size_t cap,
+                                                    unsigned mt, const uint8_t *p, size_t n) {
+    if (n > 32 || AURA_UNLIKELY(*len + 2 + 32 > cap)) return 1;
+    size_t l = *len;
+    l += aura_dc_write_head(buf + l, mt, n);   /* n ≤ 32: a 1- or 2-byte head */
+    aura_dc_copy_small(buf + l, p, n);
+    *len = l + n;
+    return 0;
+}
+
 /* Write a 64-bit float (major 7, additional info 27): 9 bytes. */
 static inline size_t aura_dc_write_float(uint8_t *p, double d) {
     uint64_t bits;
