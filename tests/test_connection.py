@@ -14,6 +14,7 @@ from aura_core.asyncio.connection import (ConnectionConfig, PeerConnection, Rela
                                           decode_candidates, encode_candidates)
 from aura_core.asyncio.quic import DirectEndpoint
 from aura_core.asyncio.relay import RelayClient, RelayServer
+from aura_core.asyncio.wsdirect import WsDirectListener, connect_ws_direct
 from aura_core.errors import ProtocolError
 from aura_core.hashing import ContextKey
 from aura_core.ids import ContextId
@@ -41,7 +42,7 @@ async def wait_until(pred, timeout=15.0, what="condition"):
 class World:
     """Relay node + two authorities (A initiator, B responder) in one context."""
 
-    async def start(self, *, direct=(True, True), cfg=CFG, port=0):
+    async def start(self, *, direct=(True, True), cfg=CFG, port=0, ws=(False, False)):
         self.A, self.B = IdentityKey.generate(), IdentityKey.generate()
         self.ctx = ContextId.random()
         self.ck = ContextKey(os.urandom(32))
@@ -56,13 +57,17 @@ class World:
         self.engines = (PunchEngine(ida, na, [(idb, nb)]), PunchEngine(idb, nb, [(ida, na)]))
         self.ea = await DirectEndpoint.bind(self.engines[0]) if direct[0] else None
         self.eb = await DirectEndpoint.bind(self.engines[1]) if direct[1] else None
+        self.wsl = [await WsDirectListener(k.authority_id).start() if on else None
+                    for k, on in zip((self.A, self.B), ws)]
         self.a, self.b = await asyncio.wait_for(asyncio.gather(
             PeerConnection.establish(relay=self.links[0], identity=self.A, peer=self.B.public,
                                      context_key=self.ck, context=self.ctx, epoch=1,
-                                     initiator=True, endpoint=self.ea, config=cfg),
+                                     initiator=True, endpoint=self.ea, config=cfg,
+                                     ws_listener=self.wsl[0]),
             PeerConnection.establish(relay=self.links[1], identity=self.B, peer=self.A.public,
                                      context_key=self.ck, context=self.ctx, epoch=1,
-                                     initiator=False, endpoint=self.eb, config=cfg)), 15)
+                                     initiator=False, endpoint=self.eb, config=cfg,
+                                     ws_listener=self.wsl[1])), 15)
         return self
 
     async def start_relay(self):
@@ -85,6 +90,9 @@ class World:
         for e in (self.ea, self.eb):
             if e is not None:
                 e.close()
+        for l in self.wsl:
+            if l is not None:
+                await l.close()
         await self.server.close()
 
 
@@ -218,11 +226,14 @@ def test_network_change_starts_fresh_cycle_without_dropping_relay():
             w.b.update_candidates(1, [w.ea.local_address])
             w.b.network_changed(endpoint=w.eb)
             await asyncio.gather(ab.send(100, pause_every=10),
-                                 wait_until(lambda: w.b.path == "direct", what="B direct"))
-            assert w.a.path == "relay"  # A's own budget is spent; its standby path is warm
-            assert w.a.stats["assists"] >= 1
+                                 wait_until(lambda: w.a.path == w.b.path == "direct",
+                                            what="both direct"))
+            # A's budget was spent: it followed B's attempt (assist), and B's address on the
+            # verified path became a peer-reflexive candidate of a new sub-generation
+            assert w.a.stats["assists"] >= 1 and w.a.actor.candidate_generation.value == 1025
+            # a network change that keeps A's UDP binding keeps the direct path
             w.a.network_changed()
-            await wait_until(lambda: w.a.path == "direct", what="A direct after its change")
+            assert w.a.path == "direct" and w.a.state is ConnState.DIRECT
             await ab.send(50)
             await ab.done()
             dead.close()
@@ -265,5 +276,47 @@ def test_automatic_rekey_before_session_time_limit():
             assert w.b._sessions.current.local_index != 0 and not w.b._sessions.pending
         finally:
             await w.close()
+
+    run(main())
+
+
+def test_direct_websocket_when_udp_is_unavailable():
+    async def main():
+        w = await World().start(direct=(False, False), ws=(False, True))
+        try:
+            ab, ba = Stream(w.a, w.b, b"AB"), Stream(w.b, w.a, b"BA")
+            await asyncio.gather(ab.send(100), ba.send(100))
+            w.a.update_candidates(1, [], ws_urls=[w.wsl[1].url])  # B's WebSocketDirect hint
+            await asyncio.gather(ab.send(200, pause_every=10), ba.send(200, pause_every=10),
+                                 wait_until(lambda: w.a.path == w.b.path == "direct",
+                                            what="direct WebSocket"))
+            await asyncio.gather(ab.send(100), ba.send(100))
+            assert w.b.stats["data_direct_in"] > 0 and w.a.stats["data_direct_in"] > 0
+            await w.wsl[1].close()  # B's listener goes away with its connections: back to relay
+            await asyncio.gather(ab.send(100, pause_every=10), ba.send(100, pause_every=10),
+                                 wait_until(lambda: w.a.path == w.b.path == "relay",
+                                            what="fallback to relay"))
+            await ab.done()
+            await ba.done()
+            w.wsl[1] = None
+        finally:
+            await w.close()
+
+    run(main())
+
+
+def test_direct_websocket_refuses_unknown_hellos():
+    async def main():
+        key = IdentityKey.generate()
+        lst = await WsDirectListener(key.authority_id).start()
+        try:
+            ctx, stranger = ContextId.random(), IdentityKey.generate().authority_id
+            path = await connect_ws_direct(lst.url, ctx, stranger, key.authority_id)
+            reason = await asyncio.wait_for(path.closed, 5)
+            assert not path.is_open and reason
+            await wait_until(lambda: lst.stats["refused"] == 1, what="refusal counted")
+            assert lst.stats["accepted"] == 0
+        finally:
+            await lst.close()
 
     run(main())

@@ -48,6 +48,7 @@ import logging
 import os
 import struct
 from collections import deque
+from urllib.parse import urlsplit
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -70,6 +71,9 @@ from ..selection import (AttemptBudget, AttemptFailed, AttemptSucceeded, Backoff
 from ..transport import PathSwitcher, encode_ctrl
 from .quic import DirectEndpoint, QuicPath
 from .relay import RelayClient
+from .wsdirect import WsDirectListener, WsDirectPath, connect_ws_direct
+
+DirectPath = QuicPath | WsDirectPath
 
 __all__ = [
     "CTRL_PUNCH_REQUEST",
@@ -300,8 +304,10 @@ class PeerConnection:
                  endpoint: DirectEndpoint | None = None,
                  local_candidates: Sequence[Address] | None = None,
                  config: ConnectionConfig | None = None,
+                 ws_listener: WsDirectListener | None = None,
                  on_trace: Callable[[str], None] | None = None) -> None:
         self.relay = relay
+        self.ws_listener = ws_listener
         self.context, self.local, self.peer = context, local, peer
         self.initiator = initiator
         self.endpoint = endpoint
@@ -323,9 +329,12 @@ class PeerConnection:
             attempt_timeout=cfg.attempt_timeout)
         self._netgen = NetworkGeneration(0)
         self._peer_candidates: list[Address] = []
+        self._peer_ws_urls: list[str] = []
+        self._cand_gen = 0
+        self._prflx = 0  # peer-reflexive sub-generation (see _on_verified)
         self._attempt: int | None = None
         self._upgrade_task: asyncio.Task[bool] | None = None
-        self._quic: QuicPath | None = None
+        self._path: DirectPath | None = None
         self._verified = asyncio.Event()
         self._use_direct = False
         self._last_direct_in = 0.0
@@ -351,6 +360,7 @@ class PeerConnection:
                         endpoint: DirectEndpoint | None = None,
                         local_candidates: Sequence[Address] | None = None,
                         config: ConnectionConfig | None = None,
+                        ws_listener: WsDirectListener | None = None,
                         on_trace: Callable[[str], None] | None = None) -> PeerConnection:
         """Noise IKpsk2 over the relay (both sides call this), then a started connection."""
         cfg = config or ConnectionConfig()
@@ -367,7 +377,7 @@ class PeerConnection:
         conn = cls(relay=relay, context=context, local=identity.authority_id,
                    peer=peer.authority_id, session=session, initiator=initiator,
                    endpoint=endpoint, local_candidates=local_candidates, config=cfg,
-                   on_trace=on_trace)
+                   ws_listener=ws_listener, on_trace=on_trace)
         conn._identity, conn._peer_identity, conn._context_key = identity, peer, context_key
         if answered is not None:
             conn._replies[answered[0]] = answered[1]
@@ -379,8 +389,9 @@ class PeerConnection:
 
     async def start(self) -> None:
         self.relay.register(self.context, self.peer, self._on_relay_frame, self._on_relay_up)
-        if self.endpoint is not None:
-            self.actor.handle(NetworkChanged(self._netgen, self._bindings()), self.loop.time())
+        if self.ws_listener is not None:
+            self.ws_listener.register(self.context, self.peer, self._on_ws_path)
+        self.actor.handle(NetworkChanged(self._netgen, self._bindings()), self.loop.time())
         self._driver = asyncio.create_task(self._drive())
 
     # -- public API -----------------------------------------------------------------------------
@@ -422,12 +433,26 @@ class PeerConnection:
                 break
         return not self.switcher.unacked
 
-    def update_candidates(self, generation: int, candidates: Iterable[Address]) -> None:
-        """The peer's direct candidates from a (newer) descriptor."""
+    def update_candidates(self, generation: int, candidates: Iterable[Address],
+                          ws_urls: Iterable[str] = ()) -> None:
+        """The peer's direct candidates from a (newer) descriptor: UDP addresses (QuicDirect /
+        QuicReflexive hints) and direct WebSocket URLs (WebSocketDirect hints)."""
+        if not 0 <= generation < 1 << 48:
+            raise UsageError("candidate generation is a 48-bit counter")
         self._peer_candidates = [(h, p) for h, p in candidates]
-        self.actor.handle(CandidatesUpdated(CandidateGeneration(generation),
-                                            tuple(self._peer_candidates)), self.loop.time())
+        self._peer_ws_urls = list(ws_urls)
+        self._cand_gen, self._prflx = generation, 0
+        self.actor.handle(CandidatesUpdated(CandidateGeneration(generation * 1024),
+                                            tuple(self._actor_candidates())), self.loop.time())
         self._wake.set()
+
+    def _actor_candidates(self) -> list[Address]:
+        out = list(self._peer_candidates)
+        for url in self._peer_ws_urls:
+            u = urlsplit(url)
+            if u.hostname:
+                out.append((u.hostname, u.port or (443 if u.scheme == "wss" else 80)))
+        return out
 
     def network_changed(self, endpoint: DirectEndpoint | None = None) -> None:
         """Our network changed (new interface, address or NAT): a fresh upgrade cycle starts;
@@ -436,8 +461,8 @@ class PeerConnection:
             if self._upgrade_task is not None and not self._upgrade_task.done():
                 self._upgrade_task.cancel()  # it punches from the old socket
             self._upgrade_task = None
-            if self._quic is not None:
-                self._quic.close("endpoint replaced")
+            if self._path is not None:
+                self._path.close("endpoint replaced")
             self.endpoint = endpoint
             self.local_candidates = [endpoint.local_address]
         self._netgen = self._netgen.next()
@@ -463,10 +488,12 @@ class PeerConnection:
         self._closed = True
         self._space.set()
         self.relay.unregister(self.context, self.peer)
+        if self.ws_listener is not None:
+            self.ws_listener.unregister(self.context, self.peer)
         if self._upgrade_task is not None:
             self._upgrade_task.cancel()
-        if self._quic is not None:
-            self._quic.close("connection closed")
+        if self._path is not None:
+            self._path.close("connection closed")
         if self._driver is not None:
             self._driver.cancel()
             for task in (self._driver, self._upgrade_task):
@@ -483,17 +510,23 @@ class PeerConnection:
         if self.on_trace is not None:
             self.on_trace(text)
 
-    def _binding(self, gen: NetworkGeneration) -> LocalBinding | None:
-        if self.endpoint is None or self.endpoint.is_closed:
-            return None
-        return LocalBinding("udp", self.endpoint.local_address, gen)
-
     def _bindings(self) -> frozenset[LocalBinding]:
-        b = self._binding(self._netgen)
-        return frozenset() if b is None else frozenset({b})
+        """Our local bindings in this network generation: the UDP endpoint, and outbound TCP
+        through the default route (where direct WebSockets originate)."""
+        out = {LocalBinding("tcp", ("0.0.0.0", 0), self._netgen)}
+        if self.endpoint is not None and not self.endpoint.is_closed:
+            out.add(LocalBinding("udp", self.endpoint.local_address, self._netgen))
+        return frozenset(out)
+
+    def _path_binding(self, path: DirectPath) -> LocalBinding | None:
+        if isinstance(path, QuicPath):
+            if path.endpoint is not self.endpoint or path.endpoint.is_closed:
+                return None  # a path on a socket we no longer hold is not recoverable
+            return LocalBinding("udp", path.endpoint.local_address, self._netgen)
+        return LocalBinding("tcp", ("0.0.0.0", 0), self._netgen)
 
     def _sending_direct(self) -> bool:
-        return (self._use_direct and self._quic is not None and self._quic.is_open
+        return (self._use_direct and self._path is not None and self._path.is_open
                 and self._verified.is_set())
 
     def _seal(self, record: bytes) -> bytes:
@@ -504,9 +537,9 @@ class PeerConnection:
             return
         frames = [self._seal(r) for r in records]
         if self._sending_direct():
-            assert self._quic is not None
+            assert self._path is not None
             for f in frames:
-                self._quic.send_frame(f)
+                self._path.send_frame(f)
             self._last_direct_out = self.loop.time()
             self.stats["direct_out"] += len(frames)
         else:
@@ -516,14 +549,14 @@ class PeerConnection:
     async def _send_now(self, record: bytes) -> None:
         frame = self._seal(record)
         if self._sending_direct():
-            assert self._quic is not None
-            self._quic.send_frame(frame)
+            assert self._path is not None
+            self._path.send_frame(frame)
         else:
             await self.relay.send(self.context, self.peer, [frame])
 
     def _send_direct_ctrl(self, kind: int) -> None:
-        if self._quic is not None and self._quic.is_open:
-            self._quic.send_frame(self._seal(encode_ctrl(kind)))
+        if self._path is not None and self._path.is_open:
+            self._path.send_frame(self._seal(encode_ctrl(kind)))
             self._last_direct_out = self.loop.time()
 
     def _on_relay_up(self) -> None:
@@ -559,8 +592,9 @@ class PeerConnection:
             self.stats["data_direct_in" if direct else "data_relay_in"] += 1
         if direct:
             self._last_direct_in = now
-            if path is self._quic and not self._verified.is_set():
+            if path is self._path and not self._verified.is_set():
                 self._verified.set()
+                self._on_verified(path)
         self.switcher.receive(plain, now)
         self._wake.set()
 
@@ -611,7 +645,7 @@ class PeerConnection:
         for t in (self.actor.get_timer(), self.switcher.get_timer()):
             if t is not None:
                 candidates.append(t)
-        if self._quic is not None and self._quic.is_open and self._verified.is_set():
+        if self._path is not None and self._path.is_open and self._verified.is_set():
             candidates.append(self._last_direct_out + self.config.keepalive_interval)
             candidates.append(self._last_direct_in + self.config.direct_timeout)
         return min(candidates)
@@ -645,7 +679,7 @@ class PeerConnection:
             self._inbox.put_nowait(msg)
         if self.switcher.can_send():
             self._space.set()
-        if self._quic is not None and self._quic.is_open and self._verified.is_set():
+        if self._path is not None and self._path.is_open and self._verified.is_set():
             if self.loop.time() - self._last_direct_out >= self.config.keepalive_interval:
                 self.stats["keepalives"] += 1
                 self._send_direct_ctrl(CTRL_KEEPALIVE)
@@ -658,7 +692,7 @@ class PeerConnection:
             self._note(f"direct attempt {action.attempt} towards {list(action.candidates)}")
             await self.relay.send(self.context, self.peer, [self._seal(encode_ctrl(
                 CTRL_PUNCH_REQUEST, encode_candidates(self.local_candidates)))])
-            self._start_upgrade(list(action.candidates))
+            self._start_upgrade([])  # UDP candidates: ours from descriptors, theirs below
             self._check_upgrade(now)
         elif isinstance(action, CancelAttempt):
             # The running upgrade (bounded by the punch window and QUIC timeouts) is left to
@@ -684,7 +718,7 @@ class PeerConnection:
             except ProtocolError:
                 self.stats["bad_control"] += 1
                 return
-            if self.endpoint is None or self._direct_ready():
+            if not self._can_upgrade() or self._direct_ready():
                 return
             if self._upgrade_task is None or self._upgrade_task.done():
                 self.stats["assists"] += 1
@@ -696,10 +730,21 @@ class PeerConnection:
             self.stats["bad_control"] += 1
 
     def _direct_ready(self) -> bool:
-        return self._quic is not None and self._quic.is_open and self._verified.is_set()
+        return self._path is not None and self._path.is_open and self._verified.is_set()
+
+    def _can_upgrade(self) -> bool:
+        udp = self.endpoint is not None and not self.endpoint.is_closed
+        return udp or bool(self._ws_connect_urls())
+
+    def _ws_connect_urls(self) -> list[str]:
+        # The initiator dials the peer's listener; the responder dials only when it has no
+        # listener of its own (so the initiator could not reach it): one connection, not two.
+        if self.initiator or self.ws_listener is None:
+            return list(self._peer_ws_urls)
+        return []
 
     def _start_upgrade(self, candidates: list[Address]) -> None:
-        if self.endpoint is None or self._direct_ready():
+        if not self._can_upgrade() or self._direct_ready():
             return
         if self._upgrade_task is not None and not self._upgrade_task.done():
             return  # one upgrade at a time; the running one serves this attempt too
@@ -713,37 +758,99 @@ class PeerConnection:
         if attempt is None or self.actor.current_attempt != attempt:
             return
         if self._direct_ready():
-            assert self._quic is not None
-            binding = self._binding(self._netgen)
+            assert self._path is not None
             self._attempt = None
-            self.actor.handle(AttemptSucceeded(attempt, self._quic.addr, binding), now)
+            self.actor.handle(AttemptSucceeded(attempt, self._path.addr,
+                                               self._path_binding(self._path)), now)
             return
         task = self._upgrade_task
-        if task is not None and task.done():
-            ok = not task.cancelled() and task.exception() is None and task.result()
+        if task is None or task.done():
+            ok = task is not None and not task.cancelled() and task.exception() is None and task.result()
             if not ok:
                 self._attempt = None
                 self._note(f"direct attempt {attempt} failed: staying on relay")
                 self.actor.handle(AttemptFailed(attempt), now)
 
     def _check_direct(self, now: float) -> None:
-        quic = self._quic
-        if quic is None:
+        path = self._path
+        if path is None:
             return
-        dead = not quic.is_open and quic.closed.done()
+        dead = not path.is_open
         if not dead and self._verified.is_set() and now - self._last_direct_in > self.config.direct_timeout:
-            quic.close("keepalive timeout")
+            path.close("keepalive timeout")
             dead = True
         if dead:
-            self._quic = None
+            self._path = None
             self._verified.clear()
+            self._note(f"direct path to {path.addr} closed ({path.closed.result() if path.closed.done() else 'dead'})")
             if self.actor.state is ConnState.DIRECT:
                 self.stats["direct_lost"] += 1
                 self.actor.handle(DirectLost("direct path lost"), now)
 
+    def _on_verified(self, path: DirectPath) -> None:
+        """A direct path carried an authenticated frame.  If our actor is idle (the peer
+        started the upgrade), the peer's address on it is a new, peer-reflexive candidate: a
+        new candidate sub-generation, whose attempt succeeds at once on this warm path."""
+        self._note(f"direct path verified with {path.addr} ({type(path).__name__})")
+        if self.actor.state in (ConnState.RELAY_ONLY, ConnState.DEGRADED) and self._prflx < 1023:
+            self._prflx += 1
+            cands = tuple(dict.fromkeys(self._actor_candidates() + [path.addr]))
+            self.actor.handle(CandidatesUpdated(
+                CandidateGeneration(self._cand_gen * 1024 + self._prflx), cands), self.loop.time())
+
+    def _adopt(self, path: DirectPath) -> None:
+        """Make ``path`` the candidate direct path and say hello over it (sealed)."""
+        old = self._path
+        self._path = path
+        self._verified.clear()
+        if old is not None and old is not path:
+            old.close("replaced")
+        path.on_frame = lambda f, p=path: self._on_noise(f, p)
+        path.closed.add_done_callback(lambda _f: self._wake.set())
+        self._last_direct_in = self._last_direct_out = self.loop.time()
+        self._send_direct_ctrl(CTRL_PATH_HELLO)
+
+    def _on_ws_path(self, path: DirectPath) -> None:
+        """An incoming direct WebSocket routed to us by the listener (not yet authenticated)."""
+        if self._direct_ready():
+            path.close("a direct path is already up")
+            return
+        self._note(f"incoming direct WebSocket from {path.addr}")
+        self._adopt(path)
+        self.loop.call_later(self.config.quic_timeout, self._drop_unverified, path)
+
+    def _drop_unverified(self, path: DirectPath) -> None:
+        if self._path is path and not self._verified.is_set():
+            path.close("no authenticated frame")
+
+    async def _verify(self, path: DirectPath) -> bool:
+        self._adopt(path)
+        try:
+            await asyncio.wait_for(self._verified.wait(), self.config.quic_timeout)
+        except asyncio.TimeoutError:
+            path.close("no authenticated frame")
+            self._note("direct path did not verify (no Noise frame over it)")
+            return False
+        return self._path is path
+
     async def _upgrade(self, candidates: list[Address]) -> bool:
+        """Punch + QUIC on the UDP endpoint; failing that, a direct WebSocket."""
         endpoint = self.endpoint
-        assert endpoint is not None
+        if endpoint is not None and not endpoint.is_closed and await self._upgrade_quic(
+                endpoint, candidates):
+            return True
+        for url in self._ws_connect_urls():
+            try:
+                path = await connect_ws_direct(url, self.context, self.local, self.peer,
+                                               timeout=self.config.quic_timeout)
+            except TransportError as exc:
+                self._note(f"direct WebSocket to {url} failed: {exc}")
+                continue
+            if await self._verify(path):
+                return True
+        return False
+
+    async def _upgrade_quic(self, endpoint: DirectEndpoint, candidates: list[Address]) -> bool:
         cfg = self.config
         peer = bytes(self.peer)
         try:
@@ -763,23 +870,7 @@ class PeerConnection:
         except TransportError as exc:
             self._note(f"QUIC failed: {exc}")
             return False
-        old = self._quic
-        self._quic = quic
-        self._verified.clear()
-        if old is not None and old is not quic:
-            old.close("replaced")
-        quic.on_frame = lambda f, q=quic: self._on_noise(f, q)
-        quic.closed.add_done_callback(lambda _f: self._wake.set())
-        self._last_direct_in = self._last_direct_out = self.loop.time()
-        self._send_direct_ctrl(CTRL_PATH_HELLO)
-        try:
-            await asyncio.wait_for(self._verified.wait(), cfg.quic_timeout)
-        except asyncio.TimeoutError:
-            quic.close("no authenticated frame")
-            self._note("direct path did not verify (no Noise frame over QUIC)")
-            return False
-        self._note(f"direct QUIC path verified with {quic.addr}")
-        return True
+        return await self._verify(quic)
 
 
 # -- handshakes over the relay ---------------------------------------------------------------------
