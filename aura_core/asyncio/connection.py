@@ -200,6 +200,11 @@ class RelayLink:
         self.stats["sent"] += len(payloads)
         return True
 
+    @property
+    def client(self) -> RelayClient | None:
+        """The live relay client (None while reconnecting), e.g. to read its receipts."""
+        return self._client
+
     def _down(self, client: RelayClient) -> None:
         if self._client is client:
             self._client = None
@@ -575,13 +580,13 @@ class PeerConnection:
             return
         self._on_noise(data, None)
 
-    def _on_noise(self, data: bytes, path: QuicPath | None) -> None:
+    def _on_noise(self, data: bytes, path: DirectPath | None) -> None:
         now = self.loop.time()
         session = None
         if len(data) >= 16 and data[0] == MSG_TRANSPORT:
             session = self._sessions.by_index.get(int.from_bytes(data[4:8], "little"))
         plain = session.receive(data, now) if session is not None else None
-        if plain is None:
+        if plain is None or session is None:
             self.stats["noise_drops"] += 1  # forged, replayed, stale: silent (seed 002 §6)
             return
         if self._sessions.confirm(session):
@@ -590,7 +595,7 @@ class PeerConnection:
         self.stats["direct_in" if direct else "relay_in"] += 1
         if plain[:1] == b"\x01":
             self.stats["data_direct_in" if direct else "data_relay_in"] += 1
-        if direct:
+        if path is not None:
             self._last_direct_in = now
             if path is self._path and not self._verified.is_set():
                 self._verified.set()
