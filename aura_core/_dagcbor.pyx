@@ -18,6 +18,9 @@ cimport cython
 from libc.stdint cimport uint8_t, uint64_t, int64_t, uint32_t
 from libc.string cimport memcpy, memcmp
 from libc.stdlib cimport malloc, realloc, free
+
+cdef extern from "<stdlib.h>" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
 from libc.math cimport isfinite
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
@@ -204,7 +207,7 @@ cdef class _Enc:
     # value); encode() does not: the walk runs no Python code and never drops the GIL, so the
     # caller's references keep everything alive.
     cdef bint strong
-    cdef aura_dc_sink sink
+    cdef aura_dc_sink *sink     # separately allocated: the BLAKE2b state wants 64-byte alignment
     cdef list path
     # Where the walker is: for each container depth 1..depth, the map key or list index being
     # encoded (keys borrowed: the dict walker holds them).  Read only when a failure is raised.
@@ -214,7 +217,8 @@ cdef class _Enc:
 
     def __cinit__(self):
         self.buf = <uint8_t *> malloc(SCRATCH)
-        if self.buf == NULL:
+        self.sink = <aura_dc_sink *> aligned_alloc(64, (sizeof(aura_dc_sink) + 63) & ~(<size_t> 63))
+        if self.buf == NULL or self.sink == NULL:
             raise MemoryError()
         self.cap = SCRATCH
         self.len = 0
@@ -226,6 +230,7 @@ cdef class _Enc:
 
     def __dealloc__(self):
         free(self.buf)
+        free(self.sink)
 
     cdef int reset(self) except -1:
         self.len = 0
@@ -264,7 +269,7 @@ cdef class _Enc:
 
     cdef inline void flush(self) noexcept:
         if self.len:
-            aura_dc_sink_update(&self.sink, self.buf, self.len)
+            aura_dc_sink_update(self.sink, self.buf, self.len)
             self.len = 0
 
     cdef int grow(self, size_t need) noexcept:
@@ -317,9 +322,9 @@ cdef class _Enc:
         self.flush()
         if n >= NOGIL_MIN:
             with nogil:
-                aura_dc_sink_update(&self.sink, p, n)
+                aura_dc_sink_update(self.sink, p, n)
         else:
-            aura_dc_sink_update(&self.sink, p, n)
+            aura_dc_sink_update(self.sink, p, n)
 
 
 cdef _Enc _ENC = _Enc()
@@ -770,12 +775,12 @@ cdef int _hash_alg(str name) except -1:
 cdef int _digest_into(object obj, int alg, uint8_t *out) except -1:
     cdef _Enc e = _acquire()
     try:
-        aura_dc_sink_init(&e.sink, alg)
+        aura_dc_sink_init(e.sink, alg)
         e.sinking = True
         e.strong = True
         _run(e, obj)
         e.flush()
-        aura_dc_sink_final(&e.sink, out)
+        aura_dc_sink_final(e.sink, out)
     finally:
         _release(e)
     return 0
