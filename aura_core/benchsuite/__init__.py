@@ -86,11 +86,15 @@ def discover(selected: list[str] | None = None) -> list[Group]:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        factory = getattr(module, "groups", None)
-        if factory is None:
-            continue
-        for group in factory():
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            factory = getattr(module, "groups", None)
+            made = factory() if factory is not None else []
+        except Exception as exc:  # one broken suite must not take the others down
+            broken = Group(info.name, "<suite failed to load>", "-")
+            broken.contenders.append(Skipped("suite", "ours", f"{type(exc).__name__}: {exc}"))
+            made = [broken]
+        for group in made:
             if selected and not any(s in group.key for s in selected):
                 continue
             groups.append(group)
