@@ -150,6 +150,7 @@ messages = st.builds(
     want_ids=st.lists(st.tuples(st.integers(0, 128), st.binary(min_size=32, max_size=32)), max_size=3),
     want_keys=st.lists(st.tuples(st.just(8), st.integers(0, 255), st.integers(0, (1 << 128) - 1)), max_size=3),
     want_ranges=st.lists(st.tuples(st.just(3), st.integers(0, 7)), max_size=3),
+    counts=st.sampled_from([b"", bytes(2), bytes(range(32)), b"\xff" * 4]),
 )
 
 
@@ -160,6 +161,7 @@ def test_codec_roundtrip(m):
     back = decode_message(data)
     assert encode_message(back) == data
     assert back.splits == m.splits and back.facts == m.facts and back.want_ids == m.want_ids
+    assert back.counts == m.counts and back.want_keys == m.want_keys
     # every truncation is either rejected or is itself a shorter valid message
     for cut in range(len(data)):
         try:
@@ -197,6 +199,18 @@ def test_codec_rejects_noncanonical_and_oversize():
         decode_message(b"\x01\x00" + b"\x05\x00" * 10, Limits(max_wants=5))
     with pytest.raises(ProtocolError):
         decode_message(b"\x01\x00" + b"\x00" * 100, Limits(max_message_bytes=50))
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00\x06\x09" + b"\x00" * 512)  # counts for 2^9 children
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x01\x00\x06\x01\x00\x00\x06\x01\x00\x00")  # counts twice
+
+
+def test_root_counts_size_the_first_split():
+    a = store_with(range(5000))
+    one_sided = store_with(range(100, 5000))
+    sa, sb = pump(a, one_sided)
+    first_split = len(sb.data_to_send()) == 0 and sa.stats.round_trips
+    assert a.digest(CTX) == one_sided.digest(CTX) and first_split <= 2
 
 
 # -- hostile peers -------------------------------------------------------------------------

@@ -61,6 +61,8 @@ TAG_FACTS: Final = 2
 TAG_WANT_ID: Final = 3
 TAG_WANT_KEY: Final = 4
 TAG_WANT_RANGE: Final = 5
+TAG_COUNTS: Final = 6      # root children counts mod 256: sizes the first split (initiator only)
+COUNTS_BITS: Final = 5
 
 BITS: Final = 256
 MOD128: Final = 1 << 128
@@ -69,6 +71,9 @@ MOD256: Final = 1 << 256
 MAX_DEPTH: Final = 128     # ranges deeper than this are transferred whole (never reached honestly)
 MAX_FANOUT_BITS: Final = 12
 CHECKPOINT: Final = 64     # SortedIds keeps one prefix sum per 64 hashes
+FANOUT_FACTOR = 6.0        # cells per estimated difference when a range is split
+ROOT_FACTOR = 2.0          # the same at the root (its cells hold the most facts, so cost most)
+ROOT_ESTIMATE = 8.0        # differences assumed at the root when the counts say nothing
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ class SyncMessage:
     want_ids: list[tuple[int, bytes]] = field(default_factory=list)     # (k, full hash)
     want_keys: list[tuple[int, int, int]] = field(default_factory=list)  # (k, p, low128)
     want_ranges: list[tuple[int, int]] = field(default_factory=list)    # (k, p)
+    counts: bytes = b""     # counts mod 256 of the 2^b root children (b = log2 len)
 
     @property
     def has_requests(self) -> bool:
@@ -204,6 +210,10 @@ def encode_message(m: SyncMessage) -> bytes:
         out += m.ctx
         _varint(m.count, out)
         out += m.total.to_bytes(32, "big")
+    if m.counts:
+        out.append(TAG_COUNTS)
+        out.append(len(m.counts).bit_length() - 1)
+        out += m.counts
     for s in m.splits:
         out.append(TAG_SPLIT)
         _range(s.k, s.p, out)
@@ -310,6 +320,11 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
                 c = r.varint()
                 lst.append((c, int.from_bytes(r.take(16), "big") if c else 0))
             m.splits.append(Split(k, p, b, lst))
+        elif tag == TAG_COUNTS:
+            b = r.u8()
+            if m.counts or not 1 <= b <= 8:
+                raise r.fail("bad counts section")
+            m.counts = r.take(1 << b)
         elif tag == TAG_FACTS:
             n = r.varint()
             if n + len(m.facts) > limits.max_facts:
@@ -382,7 +397,7 @@ class Reconciler:
             count, total = root
             i, j, c, s = 0, self.ids.n, self.ids.n, self.ids.prefix_sum(self.ids.n) % MOD256
             if (c, s) != (count, total):
-                self._compare(0, 0, i, j, c, s, count, total, MOD256, est=8)
+                self._compare(0, 0, i, j, c, s, count, total, MOD256, est=self._root_estimate(m.counts))
         for sp in m.splits:
             self._process_split(sp)
         for k, h in m.want_ids:
@@ -400,6 +415,25 @@ class Reconciler:
         for k, p in m.want_ranges:
             self._push_range(k, p)
         self._check_pending()
+
+    def root_counts(self, b: int = COUNTS_BITS) -> bytes:
+        """Our counts (mod 256) of the 2^b root children, for the first message."""
+        idx = [self.ids.index(c << (BITS - b)) for c in range((1 << b) + 1)]
+        return bytes((idx[c + 1] - idx[c]) & 0xFF for c in range(1 << b))
+
+    def _root_estimate(self, counts: bytes) -> float:
+        """Differences expected at the root, from the peer's per-child counts if it sent them.
+
+        Σ|Δc| over children counts every difference when one side holds all the extras (the
+        signed sum then has the same magnitude); when both sides hold extras they partly cancel
+        within a child, so the sum is scaled up (2.5 ≈ E[x+y] / E|x-y| for Poisson x, y ~ 1.5).
+        """
+        if not counts:
+            return ROOT_ESTIMATE
+        ours = self.root_counts(len(counts).bit_length() - 1)
+        deltas = [((o - t + 128) & 0xFF) - 128 for o, t in zip(ours, counts)]
+        total = sum(abs(d) for d in deltas)
+        return max(2.0, float(total) if abs(sum(deltas)) == total else 2.5 * total)
 
     def _process_split(self, sp: Split) -> None:
         ids = self.ids
@@ -459,7 +493,7 @@ class Reconciler:
             self._push_range(k, p)
             self.want_ranges.append((k, p))
             return
-        b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, math.ceil(math.log2(4 * est))))
+        b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, math.ceil(math.log2((ROOT_FACTOR if k == 0 else FANOUT_FACTOR) * est))))
         lo, hi = range_bounds(k, p)
         ids = self.ids
         width = (hi - lo) >> b

@@ -223,7 +223,8 @@ class SyncSession:
             raise SyncError("start() is for a fresh initiator", self._phase, self.peer)
         self._phase = SyncPhase.DIGEST_EXCHANGE
         d = self.local
-        self._send(SyncMessage(flags=FLAG_DIGEST, ctx=self.journal.ctx, count=d.count, total=d.total))
+        self._send(SyncMessage(flags=FLAG_DIGEST, ctx=self.journal.ctx, count=d.count, total=d.total,
+                               counts=self._rec.root_counts() if d.count >= 256 else b""))
 
     def receive(self, data: bytes) -> None:
         """Feed one message from the peer.  Peer faults fail the session; nothing raises."""
