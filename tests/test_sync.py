@@ -358,3 +358,18 @@ def test_propagation_status():
     while (e := ae.next_event()) is not None:
         kinds.append(type(e))
     assert kinds == [PeerFailed, AllCompleted]
+
+
+def test_received_facts_buffer_and_session_length_are_bounded():
+    s = JournalStore()
+    r = SyncSession(s.view(CTX), "evil", initiator=False, flush_facts=50,
+                    limits=Limits(max_messages=30))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=0, total=0)))
+    for k in range(40):
+        r.receive(encode_message(SyncMessage(facts=[fact(1000 + 20 * k + i) for i in range(20)])))
+        r.data_to_send()
+        assert len(r._buffer) < 50  # flushed to the journal, not held in memory
+        if r.failed:
+            break
+    assert r.failed and k == 29 and r.error.phase is SyncPhase.RECEIVE_OPERATIONS
+    assert s.digest(CTX) == s.recompute_digest(CTX) and s.digest(CTX).count >= 500

@@ -85,7 +85,8 @@ class Limits:
     max_facts: int = 4096              # facts per message
     max_fact_bytes: int = 64 << 10
     max_wants: int = 1 << 16           # want entries per message
-    max_pending: int = 1 << 17         # queued pushes + splits at any time
+    max_pending: int = 1 << 17         # queued pushes, wants and splits at any time
+    max_messages: int = 4096           # messages one session may receive
     out_message_bytes: int = 1 << 20   # soft target for what we compose
 
 
@@ -380,7 +381,8 @@ class Reconciler:
 
     # ---- analysis of what the peer sent ----
     def pending(self) -> int:
-        return len(self.push_ids) + len(self.push_ranges) + len(self.splits)
+        return (len(self.push_ids) + len(self.push_ranges) + len(self.splits) + len(self.want_ids)
+                + len(self.want_keys) + len(self.want_ranges))
 
     def _check_pending(self) -> None:
         if self.pending() > self.limits.max_pending:

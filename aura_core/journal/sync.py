@@ -190,6 +190,7 @@ class SyncSession:
         self._events: deque[Event] = deque()
         self._buffer: list[bytes] = []
         self._first = True
+        self._received = 0
         self._phase = SyncPhase.LOAD_LOCAL_STATE
         self._pulled_any = self._pushed_any = False
         try:
@@ -231,6 +232,7 @@ class SyncSession:
         if self.done:
             return
         self.stats.bytes_received += len(data)
+        self._received += 1
         try:
             self._receive(data)
         except ProtocolError as exc:
@@ -247,6 +249,8 @@ class SyncSession:
     def _receive(self, data: bytes) -> None:
         phase = SyncPhase.DIGEST_EXCHANGE if self._first else SyncPhase.RECEIVE_OPERATIONS
         self._phase = phase
+        if self._received > self.limits.max_messages:
+            raise ProtocolError("session exceeds the message bound")
         msg = decode_message(data, self.limits)
         root = None
         if self._first:
