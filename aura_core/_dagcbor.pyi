@@ -5,6 +5,13 @@ from .cid import CID
 
 MAX_DEPTH: int
 
+class CIDBase:
+    """Storage of aura_core.cid.CID: the binary CID and its lazily parsed fields."""
+
+    _raw: bytes
+    _fields: tuple[int, int, int, bytes] | None
+
+def _register_cid_type(cls: type[CIDBase]) -> None: ...
 def encode(obj: Any) -> bytes: ...
 def encode_into(obj: Any, buffer: bytearray | memoryview, offset: int = 0) -> int: ...
 def decode(data: bytes | bytearray | memoryview) -> Any: ...

@@ -375,3 +375,17 @@ def test_key_layout_cache_all_key_lengths_and_slot_churn():
         for m in maps:
             assert dagcbor.encode(m) == ref.encode(m)
             assert dagcbor.decode(ref.encode(m)) == m
+
+
+def test_stub_declares_every_public_function():
+    import ast
+    from pathlib import Path
+
+    stub = ast.parse((Path(_dagcbor.__file__).parent / "_dagcbor.pyi").read_text())
+    declared = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}
+    public = {n for n, v in vars(_dagcbor).items()
+              if not n.startswith("__") and (callable(v) or n.isupper())
+              and getattr(v, "__module__", "aura_core._dagcbor") == "aura_core._dagcbor"}
+    assert public - {"_EncFail", "_Enc"} <= declared
+    assert declared <= set(vars(_dagcbor))
