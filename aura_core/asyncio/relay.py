@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -40,6 +41,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from ..errors import ProtocolError, TransportError
 from ..hashing import Hash32
@@ -228,6 +231,50 @@ class _MeshLink(asyncio.Protocol):
 
 # -- the server ----------------------------------------------------------------------------------
 
+class _RelayConnection(ServerConnection):
+    """A websockets server connection that hands binary messages straight to the relay.
+
+    ``relay_sink`` gets each complete binary message as websockets parses it (None for a
+    text or fragmented message); pings, pongs and close frames keep their normal handling.
+    Back-pressure is per message: :meth:`relay_pause` stops reading the socket AND holds the
+    messages already parsed from the last read until :meth:`relay_resume`.
+    """
+
+    relay_sink: Callable[[bytes | None], None] | None = None
+    relay_hold: deque[Frame] | None = None
+
+    def process_event(self, event: Any) -> None:
+        sink = self.relay_sink
+        if sink is not None and isinstance(event, Frame) and event.opcode in _DATA:
+            if self.relay_hold is not None:
+                self.relay_hold.append(event)
+                return
+            sink(event.data if event.opcode is Opcode.BINARY and event.fin else None)
+            return
+        super().process_event(event)
+
+    def relay_pause(self) -> None:
+        if self.relay_hold is None:
+            self.relay_hold = deque()
+            self.transport.pause_reading()
+
+    def relay_resume(self, *, read: bool = True) -> None:
+        held = self.relay_hold
+        if held is None:
+            return
+        self.relay_hold = None
+        while held:
+            self.process_event(held.popleft())
+            if self.relay_hold is not None:  # paused again while replaying
+                self.relay_hold.extend(held)
+                return
+        if read:
+            self.transport.resume_reading()
+
+
+_DATA = frozenset({Opcode.BINARY, Opcode.TEXT, Opcode.CONT})
+
+
 @dataclass(eq=False)
 class _Link:
     ws: ServerConnection
@@ -236,6 +283,8 @@ class _Link:
     writer: asyncio.Task[None] | None = None
     popped: int = 0
     samples: deque[tuple[int, float]] = field(default_factory=deque)
+    paused: bool = False                                  # reading paused (back-pressure)
+    blocked: list[_Link] = field(default_factory=list)    # senders waiting for this reader
 
 
 class RelayServer:
@@ -292,7 +341,8 @@ class RelayServer:
             self.mesh[peer] = link
         self._server = await serve(
             self._handle, self.host, self.port, compression=None, max_size=self.core.config.max_frame,
-            max_queue=64, reuse_port=self.reuse_port, ping_interval=20, ping_timeout=20)
+            max_queue=64, reuse_port=self.reuse_port, ping_interval=20, ping_timeout=20,
+            create_connection=_RelayConnection)
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         if self.metrics_port is not None:
@@ -322,6 +372,11 @@ class RelayServer:
         for link in list(self._links.values()):
             with contextlib.suppress(Exception):
                 link.ws.transport.pause_reading()
+        for link in list(self._links.values()):  # messages parsed but held back: process them
+            ws = link.ws
+            if isinstance(ws, _RelayConnection) and ws.relay_hold is not None:
+                link.paused = False
+                ws.relay_resume(read=False)
         # let handlers finish messages already read off the sockets (they are acknowledged)
         for _ in range(3):
             await asyncio.sleep(0.01)
@@ -378,51 +433,24 @@ class RelayServer:
         core = self.core
         try:
             first = core.connect(conn_id, _clock())
+            if first[:1] != MsgType.ERROR.value and not self._closing:
+                # from here on every binary message goes to _on_message, synchronously, as
+                # websockets parses it (no per-message future, no async iteration)
+                assert isinstance(ws, _RelayConnection)
+                ws.relay_sink = functools.partial(self._on_message, conn_id, link)
+                link.writer = asyncio.create_task(self._write_loop(conn_id, link))
             await ws.send(first)
-            if first[:1] == MsgType.ERROR.value or self._closing:
+            if link.writer is None:
                 return
-            link.writer = asyncio.create_task(self._write_loop(conn_id, link))
-            async for message in ws:
-                if isinstance(message, str):
-                    core.metrics.drop_malformed += 1
-                    continue
-                now = _clock()
-                wake, reply = core.receive(conn_id, message, now)
-                if wake:
-                    other = wake[0]
-                    target = self._links.get(other)
-                    if target is not None:
-                        self._sample_tick += 1
-                        if self._sample_tick >= self.sample_every:
-                            self._sample_tick = 0
-                            target.samples.append((core.enqueued_count(other), now))
-                        target.wake.set()
-                        if core.queue_depth(other) >= self._high_water:
-                            # Back-pressure: stop reading this sender (TCP pushes back) until the
-                            # receiver's writer catches up; a receiver that stays stuck past
-                            # backpressure_wait gets counted drops instead of stalling everyone.
-                            target.drained.clear()
-                            try:
-                                await asyncio.wait_for(target.drained.wait(), self.backpressure_wait)
-                            except asyncio.TimeoutError:
-                                pass
-                elif core.remote_out:
-                    self._flush_remote(now)
-                if reply is not None:
-                    await ws.send(reply)
-                    if reply[:1] == MsgType.ERROR.value:
-                        return
-                    self._joined_here(conn_id)
-                    for old in core.superseded():
-                        stale = self._links.get(old)
-                        core.disconnect(old)
-                        if stale is not None:
-                            await stale.ws.close(1008, "superseded")
+            await ws.wait_closed()
         except ConnectionClosed:
             pass
         finally:
+            if isinstance(ws, _RelayConnection):
+                ws.relay_sink = None
             if link.writer is not None and not self._closing:
                 link.writer.cancel()
+            self._release_blocked(link)
             if not self._closing:
                 self._links.pop(conn_id, None)
                 authority = core.authority_of(conn_id)
@@ -430,6 +458,65 @@ class RelayServer:
                 if authority is not None and core.conn_of(bytes(authority)) is None:
                     for m in self.mesh.values():
                         m.send(M_LEAVE, bytes(authority))
+
+    def _on_message(self, conn_id: int, link: _Link, message: bytes | None) -> None:
+        core = self.core
+        if message is None:  # text or fragmented: not our protocol
+            core.metrics.drop_malformed += 1
+            return
+        now = _clock()
+        wake, reply = core.receive(conn_id, message, now)
+        if wake:
+            other = wake[0]
+            target = self._links.get(other)
+            if target is not None:
+                self._sample_tick += 1
+                if self._sample_tick >= self.sample_every:
+                    self._sample_tick = 0
+                    target.samples.append((core.enqueued_count(other), now))
+                target.wake.set()
+                if (core.queue_depth(other) >= self._high_water and not link.paused
+                        and target is not link and not self._closing):
+                    # Back-pressure: stop reading this sender (TCP pushes back) until the
+                    # receiver's writer catches up; a receiver that stays stuck past
+                    # backpressure_wait gets counted drops instead of stalling everyone.
+                    link.paused = True
+                    assert isinstance(link.ws, _RelayConnection)
+                    link.ws.relay_pause()
+                    target.blocked.append(link)
+                    asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, link)
+        elif core.remote_out:
+            self._flush_remote(now)
+        if reply is not None:
+            ws = link.ws
+            ws.protocol.send_binary(reply)
+            ws.send_data()  # websockets writes before dispatching events: flush it ourselves
+            if reply[:1] == MsgType.ERROR.value:
+                _log("auth_refused", worker=self.worker, conn=conn_id, reason=core.last_auth_failure)
+                assert isinstance(ws, _RelayConnection)
+                ws.relay_sink = None
+                asyncio.ensure_future(ws.close(1008, "authorization failed"))
+                return
+            self._joined_here(conn_id)
+            for old in core.superseded():
+                stale = self._links.get(old)
+                core.disconnect(old)
+                if stale is not None:
+                    asyncio.ensure_future(stale.ws.close(1008, "superseded"))
+
+    def _resume(self, link: _Link) -> None:
+        if link.paused and not self._closing:
+            link.paused = False
+            assert isinstance(link.ws, _RelayConnection)
+            link.ws.relay_resume()
+            if link.paused or link.ws.relay_hold is not None:
+                return
+            self._flush_wakes()
+
+    def _release_blocked(self, target: _Link) -> None:
+        blocked, target.blocked = target.blocked, []
+        for link in blocked:
+            self._resume(link)
 
     def _joined_here(self, conn_id: int) -> None:
         authority = self.core.authority_of(conn_id)
@@ -553,10 +640,15 @@ class RelayServer:
                     frames = core.pop_outgoing(conn_id, 256)
                     if not frames:
                         link.drained.set()
+                        if link.blocked:
+                            self._release_blocked(link)
                         break
                     link.popped += len(frames)
-                    # a reader slower than write_timeout is dropped, not buffered without bound
-                    await asyncio.wait_for(_send_batch(ws, frames), self.write_timeout)
+                    _write_frames(ws, frames)
+                    if ws.paused:  # the socket is full: wait, but not forever
+                        # a reader slower than write_timeout is dropped, not buffered without bound
+                        async with asyncio.timeout(self.write_timeout):
+                            await ws.drain()
                     samples = link.samples
                     if samples:
                         now = _clock()
@@ -591,8 +683,31 @@ class RelayServer:
         return self.metrics_text()
 
 
-async def _send_batch(ws: ServerConnection | ClientConnection, frames: list[bytes]) -> None:
-    """One WebSocket message per frame, all written with one transport write."""
+def _header(n: int) -> bytes:
+    if n < 126:
+        return bytes((0x82, n))
+    if n < 65536:
+        return b"\x82\x7e" + n.to_bytes(2, "big")
+    return b"\x82\x7f" + n.to_bytes(8, "big")
+
+
+def _write_frames(ws: ServerConnection, frames: list[bytes]) -> None:
+    """One WebSocket message per frame, all written with one transport write.
+
+    Server frames are unmasked, so they are framed here directly (RFC 6455 §5.2: FIN+binary,
+    7/16/64-bit length) instead of one websockets send() per frame.
+    """
+    if ws.protocol.state is not State.OPEN:
+        raise ConnectionClosed(None, None)
+    parts = []
+    for frame in frames:
+        parts.append(_header(len(frame)))
+        parts.append(frame)
+    ws.transport.write(b"".join(parts))
+
+
+async def _send_batch(ws: ClientConnection, frames: list[bytes]) -> None:
+    """Client side: many messages through websockets (it masks), one transport write."""
     async with ws.send_context():
         protocol = ws.protocol
         for frame in frames:

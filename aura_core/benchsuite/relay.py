@@ -1,0 +1,340 @@
+"""Relay forwarding benchmarks: frames/s through a relay server running in a subprocess.
+
+Contenders (one group, 1400-byte frames, one server process each, all on 127.0.0.1):
+
+- ``ours``: ``aura-core relay --workers 1`` with every guard on: Biscuit-authenticated
+  clients, per-frame context check, token bucket, flow budget charged before each forward,
+  receipt windows signed with the relay's key (and sent to the destinations);
+- ``limit``: the same server stack with ``--no-guards`` (no per-frame guards, budgets or
+  receipts): the ceiling of the stack itself;
+- ``peer``: a minimal ``websockets`` forwarder (``python -m aura_core.benchsuite.relay peer``):
+  ``async for`` each message, ``await dst.send(...)``, as one would write it.
+
+``run()`` pushes one batch (``PAIRS`` senders x ``BATCH`` frames, each sender to its own
+receiver) and returns once every frame has been DELIVERED to its receiver, so the rate is
+end-to-end forwarding throughput, not what a send buffer absorbed.  The load generator is the
+same for all three: clients authenticate through the real protocol, then write pre-built
+masked WebSocket frames straight to their transports and count delivered frames without
+decoding them (so the client side stays cheap next to the server).
+
+``python -m aura_core.benchsuite.relay report`` also measures latency percentiles (p50/p99,
+from timestamps inside the payloads) at half the saturating rate of each stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import Group
+
+FRAME = 1400
+PAIRS = 8
+BATCH = 128           # frames per sender per run() (below the relay's 512-frame queues)
+HEADER = 33
+_T = struct.Struct(">Q")
+
+# -- raw client side -----------------------------------------------------------------------------
+
+
+def client_frame(message: bytes) -> bytes:
+    """A masked binary WebSocket frame (all-zero masking key: the payload is sent as is)."""
+    n = len(message)
+    if n < 126:
+        head = bytes([0x82, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x82, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x82, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + message
+
+
+class RawLink(asyncio.Protocol):
+    """Takes over an open client WebSocket's transport: counts binary frames received,
+    answers pings, and optionally reads a send timestamp at payload offset 0."""
+
+    def __init__(self, transport: asyncio.Transport, on_frame: Callable[[], None],
+                 latencies: list[float] | None = None) -> None:
+        self.transport = transport
+        self._buf = bytearray()
+        self.on_frame = on_frame
+        self.latencies = latencies
+        self.received = 0
+        self.closed = False
+        transport.set_protocol(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        off, n = 0, len(buf)
+        count = 0
+        lat = self.latencies
+        while n - off >= 2:
+            b0, b1 = buf[off], buf[off + 1] & 0x7F
+            pos = off + 2
+            if b1 == 126:
+                if n - pos < 2:
+                    break
+                b1 = int.from_bytes(buf[pos:pos + 2], "big")
+                pos += 2
+            elif b1 == 127:
+                if n - pos < 8:
+                    break
+                b1 = int.from_bytes(buf[pos:pos + 8], "big")
+                pos += 8
+            if n - pos < b1:
+                break
+            op = b0 & 0x0F
+            if op == 2 and buf[pos] == 0x11:  # DELIVER (RECEIPTs are not counted)
+                count += 1
+                if lat is not None and b1 >= HEADER + 8:
+                    lat.append(time.perf_counter_ns() - _T.unpack_from(buf, pos + HEADER)[0])
+            elif op == 9:  # ping -> pong
+                self.transport.write(client_frame_op(0x8A, bytes(buf[pos:pos + b1])))
+            elif op == 8:
+                self.closed = True
+            off = pos + b1
+        del buf[:off]
+        if count:
+            self.received += count
+            self.on_frame_count(count)
+
+    def on_frame_count(self, count: int) -> None:
+        self.on_frame()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+
+def client_frame_op(first: int, payload: bytes) -> bytes:
+    return bytes([first, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def open_raw(kind: str, url: str, key: Any, token: bytes, ctx: Any) -> asyncio.Transport:
+    """Authenticate (``aura``) or say hello (``peer``), then hand back the raw transport."""
+    if kind == "peer":
+        from websockets.asyncio.client import connect
+
+        ws = await connect(url, compression=None, max_size=None, ping_interval=None, proxy=None)
+        await ws.send(bytes(key.authority_id))
+        return ws.transport
+    from ..asyncio.relay import RelayClient
+
+    client = await RelayClient.connect(url, key, token, contexts=[ctx], ping_interval=None)
+    return client._ws.transport
+
+
+# -- server stacks in subprocesses ---------------------------------------------------------------
+
+_ISSUER_SEED = bytes(range(32))
+_procs: list[subprocess.Popen[str]] = []
+
+
+@atexit.register
+def _stop_all() -> None:
+    for p in _procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def start_stack(kind: str, workers: int = 1, *extra: str) -> tuple[subprocess.Popen[str], int]:
+    """Start ``ours`` / ``limit`` (aura-core relay) or ``peer`` in a subprocess; (proc, port)."""
+    from ..capabilities import CapabilityIssuer
+
+    if kind == "peer":
+        cmd = [sys.executable, "-m", "aura_core.benchsuite.relay", "peer"]
+    else:
+        root = CapabilityIssuer(_ISSUER_SEED).public_key.hex()
+        cmd = [sys.executable, "-m", "aura_core", "relay", "--port", "0", "--workers", str(workers),
+               "--biscuit-root", root, "--ephemeral-identity", "--log-level", "warning", *extra]
+        if kind == "limit":
+            cmd.append("--no-guards")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    _procs.append(p)
+    line = p.stdout.readline() if p.stdout else ""
+    if not line:
+        raise RuntimeError(f"{kind} relay did not start")
+    return p, int(json.loads(line)["port"])
+
+
+class Harness:
+    """PAIRS sender->receiver links to one stack, driven from a background event loop."""
+
+    def __init__(self, kind: str, workers: int = 1, pairs: int = PAIRS, port: int | None = None) -> None:
+        from ..capabilities import CAP_RELAY_FORWARD, CapabilityIssuer
+        from ..ids import ContextId
+        from ..keys import IdentityKey
+        from ..relay import encode_send
+
+        self.kind = kind
+        self.proc: subprocess.Popen[str] | None = None
+        if port is None:
+            self.proc, self.port = start_stack(kind, workers)
+        else:
+            self.port = port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        ctx = ContextId(b"\x42" * 16)
+        token = CapabilityIssuer(_ISSUER_SEED).issue(ctx, [CAP_RELAY_FORWARD])
+        keys = [IdentityKey.from_seed(i.to_bytes(2, "big") * 16) for i in range(2 * pairs)]
+        self.latencies: list[float] = []
+        self._target = 0
+        self._got = 0
+        self._done = threading.Event()
+        url = f"ws://127.0.0.1:{self.port}"
+
+        async def setup() -> tuple[list[asyncio.Transport], list[RawLink]]:
+            senders, receivers = [], []
+            for i in range(pairs):
+                rx = await open_raw(kind, url, keys[2 * i + 1], token, ctx)
+                receivers.append(RawLink(rx, self._on_frame, self.latencies))
+                senders.append(await open_raw(kind, url, keys[2 * i], token, ctx))
+            await asyncio.sleep(0.1)
+            return senders, receivers
+
+        self.senders, self.receivers = asyncio.run_coroutine_threadsafe(setup(), self.loop).result(30)
+        self._sends = [client_frame(encode_send(ctx, keys[2 * i + 1].authority_id, b"\0" * FRAME))
+                       for i in range(pairs)]
+        self._batches = [f * BATCH for f in self._sends]
+        self._heads = [f[:-FRAME] for f in self._sends]
+
+    def _on_frame(self) -> None:
+        got = sum(r.received for r in self.receivers)
+        if got >= self._target:
+            self._done.set()
+
+    def push(self, timeout: float = 10.0) -> int:
+        """One batch through the relay; returns the frames delivered."""
+        per = BATCH * len(self.senders)
+        self._done.clear()
+        self._target = sum(r.received for r in self.receivers) + per
+        start = self._target - per
+
+        def write() -> None:
+            for t, batch in zip(self.senders, self._batches):
+                t.write(batch)
+
+        self.loop.call_soon_threadsafe(write)
+        self._done.wait(timeout)
+        return sum(r.received for r in self.receivers) - start
+
+    def paced(self, rate: float, seconds: float) -> list[float]:
+        """Send timestamped frames at ``rate`` frames/s for ``seconds``; latencies in seconds."""
+        self.latencies.clear()
+        tick = 0.002
+        per_tick = max(1, round(rate * tick / len(self.senders)))
+        pad = b"\0" * (FRAME - 8)
+
+        async def go() -> None:
+            end = time.perf_counter() + seconds
+            nxt = time.perf_counter()
+            while nxt < end:
+                for t, head in zip(self.senders, self._heads):
+                    t.write(b"".join(head + _T.pack(time.perf_counter_ns()) + pad for _ in range(per_tick)))
+                nxt += tick
+                await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
+            await asyncio.sleep(0.5)
+
+        asyncio.run_coroutine_threadsafe(go(), self.loop).result(seconds + 30)
+        return sorted(x / 1e9 for x in self.latencies)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+_harnesses: dict[str, Harness] = {}
+
+
+def _contender(kind: str) -> Callable[[], Callable[[], int]]:
+    def factory() -> Callable[[], int]:
+        def run() -> int:
+            h = _harnesses.get(kind)
+            if h is None:  # started lazily: discovering the suite costs nothing
+                for other in list(_harnesses):  # one server at a time on a shared machine
+                    _harnesses.pop(other).close()
+                h = _harnesses[kind] = Harness(kind)
+            return h.push()
+        return run
+    return factory
+
+
+def groups() -> list[Group]:
+    g = Group("relay", f"forward {FRAME} B frames, {PAIRS} pairs, 1 worker", "frames",
+              goals={"same stack, no guards": 0.7, "websockets forwarder": 1.5})
+    g.add("aura relay (guards+budgets+receipts)", "ours", _contender("ours"))
+    g.add("same stack, no guards", "limit", _contender("limit"))
+    g.add("websockets forwarder", "peer", _contender("peer"))
+    return [g]
+
+
+# -- the peer: a minimal websockets forwarder ----------------------------------------------------
+
+async def _peer_main() -> None:
+    from websockets.asyncio.server import serve
+
+    peers: dict[bytes, Any] = {}
+
+    async def handler(ws: Any) -> None:
+        me = await ws.recv()
+        peers[me] = ws
+        try:
+            async for m in ws:
+                dst = peers.get(m[17:33])
+                if dst is not None:
+                    await dst.send(b"\x11" + m[1:17] + me + m[33:])
+        finally:
+            peers.pop(me, None)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(json.dumps({"port": port}), flush=True)
+        await asyncio.Future()
+
+
+def report(seconds: float = 2.0) -> dict[str, Any]:
+    """Saturating rate of each stack, then latency percentiles at half of it."""
+    out: dict[str, Any] = {}
+    for kind in ("ours", "limit", "peer"):
+        h = Harness(kind)
+        try:
+            for _ in range(5):
+                h.push()
+            t0 = time.perf_counter()
+            n = 0
+            while time.perf_counter() - t0 < seconds:
+                n += h.push()
+            rate = n / (time.perf_counter() - t0)
+            lat = h.paced(rate / 2, seconds)
+            pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3) if lat else (lambda q: float("nan"))
+            out[kind] = {"frames_per_s": round(rate), "half_load": round(rate / 2), "samples": len(lat),
+                         "p50_ms": round(pick(0.5), 3), "p99_ms": round(pick(0.99), 3)}
+        finally:
+            h.close()
+    out["ratio_ours_over_limit"] = round(out["ours"]["frames_per_s"] / out["limit"]["frames_per_s"], 3)
+    out["ratio_ours_over_peer"] = round(out["ours"]["frames_per_s"] / out["peer"]["frames_per_s"], 3)
+    return out
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["peer"]:
+        asyncio.run(_peer_main())
+    else:
+        print(json.dumps(report(float(sys.argv[2]) if len(sys.argv) > 2 else 2.0), indent=1))
