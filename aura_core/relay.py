@@ -644,10 +644,11 @@ def static_authorizer(grants: dict[AuthorityId, Iterable[ContextId]], token: byt
     :func:`biscuit_authorizer`.
     """
     table = {a: frozenset(cs) for a, cs in grants.items()}
+    expected = token
 
-    def authorize(presented: bytes, identity: PublicIdentity, contexts: Sequence[ContextId],
+    def authorize(token: bytes, identity: PublicIdentity, contexts: Sequence[ContextId],
                   now_ms: int) -> Iterable[ContextId]:
-        if not hmac.compare_digest(presented, token):
+        if not hmac.compare_digest(token, expected):
             raise AuthorizationError()
         allowed = table.get(identity.authority_id, frozenset())
         granted = allowed if not contexts else allowed & frozenset(contexts)

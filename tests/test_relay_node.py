@@ -345,3 +345,14 @@ def test_metrics_text_format():
     assert 'aura_relay_forward_latency_seconds_bucket{le="0.00025"} 1' in text
     assert 'aura_relay_forward_latency_seconds_bucket{le="+Inf"} 2' in text
     assert "aura_relay_forward_latency_seconds_count 2" in text
+
+
+def test_node_with_uvloop_flag():
+    pytest.importorskip("uvloop", reason="uvloop is an optional accelerator")
+    n = Node("--uvloop", workers=1)
+    try:
+        got, m = asyncio.run(_ring(n, 4))
+        assert got[0] == [b"3:%d" % j for j in range(50)]
+        assert m["aura_relay_forwards_total"] == 200
+    finally:
+        assert n.stop() == 0

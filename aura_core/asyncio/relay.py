@@ -249,7 +249,7 @@ class _RelayConnection(ServerConnection):
             if self.relay_hold is not None:
                 self.relay_hold.append(event)
                 return
-            sink(event.data if event.opcode is Opcode.BINARY and event.fin else None)
+            sink(event.data if event.opcode is Opcode.BINARY and event.fin else None)  # type: ignore[arg-type]
             return
         super().process_event(event)
 
@@ -381,9 +381,9 @@ class RelayServer:
         for _ in range(3):
             await asyncio.sleep(0.01)
         self._flush_remote()
-        for link in self.mesh.values():
-            link.send(M_DRAINED, b"")
-            link.flush()
+        for m in self.mesh.values():
+            m.send(M_DRAINED, b"")
+            m.flush()
         if self.mesh:
             waits = [asyncio.create_task(m.drained.wait()) for m in self.mesh.values()]
             await asyncio.wait(waits, timeout=self.drain_timeout)
@@ -904,7 +904,9 @@ def run_node(s: NodeSettings, *, ready: Callable[[dict[str, Any]], None] | None 
         _log(**info)  # type: ignore[arg-type]
         waiters = [loop.run_in_executor(None, p.join) for p in procs]
         done = asyncio.ensure_future(asyncio.gather(*waiters))
-        await asyncio.wait([done, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([done, stopping], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        stopping.cancel()
         for p in procs:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM)
