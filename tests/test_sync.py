@@ -191,7 +191,7 @@ def test_codec_rejects_noncanonical_and_oversize():
     with pytest.raises(ProtocolError):
         decode_message(b"\x01\x00\x05\x01\x02")  # prefix 2 does not fit in 1 bit
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00\x01\x00\x0d" + b"\x00" * 8192)  # fan-out 2^13
+        decode_message(b"\x01\x00\x01\x00\x11" + b"\x00" * 8192)  # fan-out 2^17
     big = encode_message(SyncMessage(facts=[b"x"] * 20))
     with pytest.raises(ProtocolError):
         decode_message(big, Limits(max_facts=10))
@@ -373,3 +373,23 @@ def test_received_facts_buffer_and_session_length_are_bounded():
             break
     assert r.failed and k == 29 and r.error.phase is SyncPhase.RECEIVE_OPERATIONS
     assert s.digest(CTX) == s.recompute_digest(CTX) and s.digest(CTX).count >= 500
+
+
+def test_cpu_per_message_is_bounded_for_key_searches():
+    s = store_with(range(3000))
+    r = SyncSession(s.view(CTX), "evil", initiator=False, limits=Limits(max_scan=1000))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=3000,
+                                         total=s.digest(CTX).total)))
+    # whole-journal key searches are refused past the budget and answered with splits instead
+    r.receive(encode_message(SyncMessage(want_keys=[(0, 0, i) for i in range(50)])))
+    assert not r.failed
+    assert r._rec._scan >= 0 and len(r._rec.splits) + sum(1 for _ in r.data_to_send()) > 0
+
+
+def test_snapshot_is_cached_until_the_journal_changes():
+    s = store_with(range(100))
+    v = s.view(CTX)
+    first = v.sorted_ids()
+    assert v.sorted_ids() is first
+    s.merge(CTX, [fact(1000)])
+    assert v.sorted_ids() is not first and v.sorted_ids().n == 101

@@ -69,7 +69,7 @@ MOD128: Final = 1 << 128
 MASK128: Final = MOD128 - 1
 MOD256: Final = 1 << 256
 MAX_DEPTH: Final = 128     # ranges deeper than this are transferred whole (never reached honestly)
-MAX_FANOUT_BITS: Final = 12
+MAX_FANOUT_BITS: Final = 16
 CHECKPOINT: Final = 64     # SortedIds keeps one prefix sum per 64 hashes
 FANOUT_FACTOR = 6.0        # cells per estimated difference when a range is split
 ROOT_FACTOR = 2.0          # the same at the root (its cells hold the most facts, so cost most)
@@ -87,6 +87,7 @@ class Limits:
     max_wants: int = 1 << 16           # want entries per message
     max_pending: int = 1 << 17         # queued pushes, wants and splits at any time
     max_messages: int = 4096           # messages one session may receive
+    max_scan: int = 1 << 21            # hashes scanned for pure-cell keys per message processed
     out_message_bytes: int = 1 << 20   # soft target for what we compose
 
 
@@ -376,6 +377,7 @@ class Reconciler:
         self.want_ids: list[tuple[int, bytes]] = []
         self.want_keys: list[tuple[int, int, int]] = []
         self.want_ranges: list[tuple[int, int]] = []
+        self._scan = limits.max_scan
         self.pushed = 0          # facts sent
         self.wanted = 0          # want entries sent
 
@@ -388,6 +390,13 @@ class Reconciler:
         if self.pending() > self.limits.max_pending:
             raise ProtocolError("peer requests exceed the pending-work bound")
 
+    def _find_low(self, i: int, j: int, low: int) -> bytes | None | bool:
+        """find_low within the per-message scan budget; False when over budget."""
+        if j - i > self._scan:
+            return False
+        self._scan -= j - i
+        return self.ids.find_low(i, j, low)
+
     def _cell(self, k: int, p: int) -> tuple[int, int, int, int]:
         lo, hi = range_bounds(k, p)
         i, j = self.ids.index(lo), self.ids.index(hi)
@@ -395,6 +404,7 @@ class Reconciler:
 
     def process(self, m: SyncMessage, *, root: tuple[int, int] | None = None) -> None:
         """Queue our response to ``m``; ``root`` is the peer's digest if this is its first."""
+        self._scan = self.limits.max_scan  # bounds the CPU one message can make us spend
         if root is not None:
             count, total = root
             i, j, c, s = 0, self.ids.n, self.ids.n, self.ids.prefix_sum(self.ids.n) % MOD256
@@ -409,9 +419,9 @@ class Reconciler:
                 self._queue_split(k, int.from_bytes(h, "big") >> (BITS - k) if k else 0, est=2)
         for k, p, key in m.want_keys:
             lo, hi = range_bounds(k, p)
-            h = self.ids.find_low(self.ids.index(lo), self.ids.index(hi), key)
-            if h is not None:
-                self.push_ids.append(h)
+            h = self._find_low(self.ids.index(lo), self.ids.index(hi), key)
+            if h:
+                self.push_ids.append(h)  # type: ignore[arg-type]
             else:
                 self._queue_split(k, p, est=2)
         for k, p in m.want_ranges:
@@ -472,9 +482,9 @@ class Reconciler:
                 h = diff.to_bytes(32, "big")
                 found = h if self.ids.contains(h) else None
             else:
-                found = self.ids.find_low(i, j, diff)
+                found = self._find_low(i, j, diff) or None
             if found is not None:
-                self.push_ids.append(found)
+                self.push_ids.append(found)  # type: ignore[arg-type]
             else:
                 self._queue_split(k, p, est)
         elif tc - oc == 1:  # they hold exactly one extra

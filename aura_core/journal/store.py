@@ -32,6 +32,7 @@ from typing import Final
 from ..cid import CID
 from ..errors import InvalidValue, JournalError
 from .digest import ID_LEN, JournalDigest
+from .reconcile import SortedIds
 
 __all__ = [
     "CID_PREFIX",
@@ -128,6 +129,7 @@ class JournalStore:
         self.validator = validator
         self.max_fact_size = max_fact_size
         self._digests: dict[bytes, JournalDigest] = {}
+        self._snapshots: dict[bytes, tuple[JournalDigest, SortedIds]] = {}
         try:
             # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -289,6 +291,15 @@ class JournalStore:
         cur = self._db.execute("SELECT h FROM facts WHERE ctx = ? ORDER BY h", (_ctx(ctx),))
         return b"".join(r[0] for r in cur)
 
+    def sorted_ids(self, ctx: object) -> SortedIds:
+        """The reconciliation snapshot of a context (cached until the digest changes)."""
+        c = _ctx(ctx)
+        d = self.digest(c)
+        hit = self._snapshots.get(c)
+        if hit is None or hit[0] != d:
+            hit = self._snapshots[c] = (d, SortedIds(self.hashes(c)))
+        return hit[1]
+
     def facts_in_range(self, ctx: object, lo: bytes, hi: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
         """(hash, body) with lo <= hash < hi (hi None: no upper bound), at most ``limit``."""
         c = _ctx(ctx)
@@ -337,6 +348,9 @@ class ContextJournal:
 
     def hashes(self) -> bytes:
         return self.store.hashes(self.ctx)
+
+    def sorted_ids(self) -> SortedIds:
+        return self.store.sorted_ids(self.ctx)
 
     def get_many(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
         return self.store.get_many(self.ctx, hashes)

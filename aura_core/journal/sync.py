@@ -37,7 +37,6 @@ from .reconcile import (
     FLAG_MORE,
     Limits,
     Reconciler,
-    SortedIds,
     SyncMessage,
     decode_message,
     encode_message,
@@ -196,7 +195,7 @@ class SyncSession:
         try:
             self.local = journal.digest()
             self._phase = SyncPhase.COMPUTE_DIGEST
-            self._rec = Reconciler(SortedIds(journal.hashes()), limits)
+            self._rec = Reconciler(journal.sorted_ids(), limits)
         except (AuraError, ValueError) as exc:
             self._fail(exc)
             return
