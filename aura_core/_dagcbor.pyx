@@ -837,6 +837,7 @@ cdef enum:
 
 cdef struct DLayout:
     Py_ssize_t n
+    uint64_t gen                     # bumped whenever the slot is replaced
     PyObject *keys[DLAYOUT_MAXKEYS]
 
 cdef DLayout _dlayouts[DLAYOUTS]
@@ -894,6 +895,7 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
     for k in keys:
         if not PyUnicode_IS_COMPACT_ASCII(k):
             return 0            # layouts compare raw bytes with ASCII data: skip others
+    lay.gen += 1
     for i in range(lay.n):
         Py_DECREF(<object> lay.keys[i])
     lay.n = 0
@@ -913,6 +915,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     cdef int rc
     cdef DLayout *lay
     cdef bint match, hit
+    cdef uint64_t gen = 0
     cdef PyObject *cand
     cdef object key, val, d
     if count == 0:
@@ -925,6 +928,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         lay = &_dlayouts[(aura_dc_short_hash(p + at + 1, p[at] & 31) ^ <uint32_t> count)
                          & (DLAYOUTS - 1)]
         match = lay.n == count
+        gen = lay.gen
     hit = match
     d = aura_dict_presized(count) if count > 5 else PyDict_New()
     for i in range(count):
@@ -938,6 +942,8 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         if kl64 > n - at:
             raise TruncatedError("map key runs past the end of the input", kstart)
         kl = <size_t> kl64
+        if match and lay.gen != gen:
+            match = False           # a nested map replaced this layout meanwhile
         if match:
             cand = lay.keys[i]
             if <size_t> PyUnicode_GET_LENGTH(<object> cand) == kl and \
@@ -954,7 +960,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         pos[0] = at + kl
         val = _dec(p, n, pos, depth + 1)
         PyDict_SetItem(d, key, val)
-    if not hit:
+    if not hit or not match:
         _install_layout(lay, d, count)
     return d
 

@@ -389,3 +389,21 @@ def test_stub_declares_every_public_function():
               and getattr(v, "__module__", "aura_core._dagcbor") == "aura_core._dagcbor"}
     assert public - {"_EncFail", "_Enc"} <= declared
     assert declared <= set(vars(_dagcbor))
+
+
+def test_decoder_layouts_survive_nested_slot_replacement():
+    # Outer and inner maps whose layouts compete for cache slots: many shapes, nested, decoded
+    # repeatedly in varying order; every result must equal the reference decoder's.
+    import random
+
+    rng = random.Random(99)
+    shapes = []
+    for i in range(300):
+        inner = {f"i{j}": j for j in range(rng.randrange(1, 6))}
+        outer = {f"o{k}": (inner if k == 0 else k) for k in range(rng.randrange(1, 8))}
+        outer["z" * rng.randrange(1, 5)] = [dict(inner), {"q": inner}]
+        shapes.append(ref.encode(outer))
+    for _ in range(3):
+        rng.shuffle(shapes)
+        for blob in shapes:
+            assert dagcbor.decode(blob) == ref.decode(blob)
