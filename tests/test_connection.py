@@ -15,7 +15,7 @@ from aura_core.asyncio.connection import (ConnectionConfig, PeerConnection, Rela
 from aura_core.asyncio.quic import DirectEndpoint
 from aura_core.asyncio.relay import RelayClient, RelayServer
 from aura_core.asyncio.wsdirect import WsDirectListener, connect_ws_direct
-from aura_core.errors import ProtocolError
+from aura_core.errors import ProtocolError, TransportError, UsageError
 from aura_core.hashing import ContextKey
 from aura_core.ids import ContextId
 from aura_core.keys import IdentityKey
@@ -84,7 +84,7 @@ class World:
 
     async def close(self):
         for c in (self.a, self.b):
-            await c.close()
+            await c.close(flush=0.2)
         for l in self.links:
             await l.close()
         for e in (self.ea, self.eb):
@@ -318,5 +318,26 @@ def test_direct_websocket_refuses_unknown_hellos():
             assert lst.stats["accepted"] == 0
         finally:
             await lst.close()
+
+    run(main())
+
+
+def test_close_flushes_and_tells_the_peer():
+    async def main():
+        w = await World().start(direct=(False, False))
+        try:
+            for i in range(50):
+                await w.a.send(i.to_bytes(2, "big"))
+            await w.a.close()  # waits for the acks, then CLOSE
+            got = [await asyncio.wait_for(w.b.recv(), 10) for _ in range(50)]
+            assert got == [i.to_bytes(2, "big") for i in range(50)]
+            with pytest.raises(TransportError):
+                await asyncio.wait_for(w.b.recv(), 10)
+            with pytest.raises(TransportError):
+                await w.b.send(b"too late")
+            with pytest.raises(UsageError):
+                await w.a.send(b"closed")
+        finally:
+            await w.close()
 
     run(main())

@@ -34,6 +34,7 @@ Control records (the PathSwitcher's CTRL, inside Noise; docs/wire.md "Path recor
     PUNCH_REQUEST = 0x03 0x01 || count (u8) || count x (family u8: 4|6, address 4|16, port u16 BE)
     PATH_HELLO    = 0x03 0x02
     KEEPALIVE     = 0x03 0x03
+    CLOSE         = 0x03 0x04          (sent by close() after a flush: the peer stops too)
 
 Handshakes ride the relay as the Noise binding's UDP handshake datagrams (type 1 / type 2);
 :meth:`PeerConnection.rotate` re-handshakes at a new epoch without stopping traffic (the old
@@ -79,6 +80,7 @@ __all__ = [
     "CTRL_PUNCH_REQUEST",
     "CTRL_PATH_HELLO",
     "CTRL_KEEPALIVE",
+    "CTRL_CLOSE",
     "ConnectionConfig",
     "RelayLink",
     "PeerConnection",
@@ -91,6 +93,7 @@ log = logging.getLogger("aura_core.connection")
 CTRL_PUNCH_REQUEST: Final = 0x01
 CTRL_PATH_HELLO: Final = 0x02
 CTRL_KEEPALIVE: Final = 0x03
+CTRL_CLOSE: Final = 0x04
 MAX_CANDIDATES: Final = 16
 
 Address = tuple[str, int]
@@ -346,7 +349,9 @@ class PeerConnection:
         self._last_direct_out = 0.0
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
-        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=cfg.window)
+        self._inbox: deque[bytes] = deque()  # at most cfg.window (receive flow control)
+        self._readable = asyncio.Event()
+        self._peer_closed = False
         self._replies: dict[bytes, bytes] = {}  # initiation -> our response (idempotent replays)
         self._tasks: set[asyncio.Task[None]] = set()
         self._rekeying: asyncio.Task[None] | None = None
@@ -409,23 +414,36 @@ class PeerConnection:
     def state(self) -> ConnState:
         return self.actor.state
 
-    async def send(self, payload: bytes) -> None:
-        """Queue one message; waits while the send window is full."""
-        while not self.switcher.can_send(len(payload)):
-            if self._closed:
-                raise UsageError("connection closed")
-            self._space.clear()
-            await self._space.wait()
+    def _check_open(self) -> None:
+        if self._peer_closed:
+            raise TransportError("the peer closed the connection")
         if self._closed:
             raise UsageError("connection closed")
+
+    async def send(self, payload: bytes) -> None:
+        """Queue one message; waits while the send window is full."""
+        self._check_open()
+        while not self.switcher.can_send(len(payload)):
+            self._space.clear()
+            await self._space.wait()
+            self._check_open()
         self.switcher.send(payload, self.loop.time())
         self._wake.set()
 
     async def recv(self) -> bytes:
-        """The next message from the peer, in order."""
-        msg = await self._inbox.get()
-        self._wake.set()  # room again: the driver moves more from the switcher
-        return msg
+        """The next message from the peer, in order.  After either side closed, what was
+        delivered is still returned, then TransportError / UsageError."""
+        while True:
+            if self._inbox:
+                self._wake.set()  # room again: the driver moves more from the switcher
+                return self._inbox.popleft()
+            if self._closed or self._peer_closed:
+                msg = self.switcher.next_message()
+                if msg is not None:
+                    return msg
+                self._check_open()
+            self._readable.clear()
+            await self._readable.wait()
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything sent was acknowledged (True) or ``timeout`` s pass."""
@@ -489,9 +507,21 @@ class PeerConnection:
         self._note(f"epoch rotated to {epoch} (initiator)")
         await self._send_now(encode_ctrl(CTRL_KEEPALIVE))  # confirms the new keys to the peer
 
-    async def close(self) -> None:
+    async def close(self, *, flush: float = 1.0) -> None:
+        """Close: wait up to ``flush`` s for our messages to be acknowledged, tell the peer
+        (CLOSE), and stop.  Messages already delivered stay readable with :meth:`recv`."""
+        if self._closed:
+            return
+        if flush > 0 and not self._peer_closed and self._driver is not None:
+            await self.flush(flush)
+        if not self._peer_closed:
+            try:
+                await self._send_now(encode_ctrl(CTRL_CLOSE))
+            except AuraError:
+                pass
         self._closed = True
         self._space.set()
+        self._readable.set()
         self.relay.unregister(self.context, self.peer)
         if self.ws_listener is not None:
             self.ws_listener.unregister(self.context, self.peer)
@@ -680,8 +710,10 @@ class PeerConnection:
         while (ctrl := self.switcher.next_control()) is not None:
             self._on_control(*ctrl)
         await self._send_records(self.switcher.records_to_send(self.loop.time()))
-        while not self._inbox.full() and (msg := self.switcher.next_message()) is not None:
-            self._inbox.put_nowait(msg)
+        while len(self._inbox) < self.config.window and (
+                msg := self.switcher.next_message()) is not None:
+            self._inbox.append(msg)
+            self._readable.set()
         if self.switcher.can_send():
             self._space.set()
         if self._path is not None and self._path.is_open and self._verified.is_set():
@@ -731,6 +763,14 @@ class PeerConnection:
                 self._start_upgrade(cands)
         elif kind in (CTRL_PATH_HELLO, CTRL_KEEPALIVE):
             pass  # their effect (path verified / alive) was taken on arrival
+        elif kind == CTRL_CLOSE:
+            self._note("peer closed the connection")
+            self._peer_closed = True
+            self._readable.set()
+            self._space.set()
+            task = asyncio.create_task(self.close(flush=0))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             self.stats["bad_control"] += 1
 
