@@ -356,3 +356,16 @@ def test_node_with_uvloop_flag():
         assert m["aura_relay_forwards_total"] == 200
     finally:
         assert n.stop() == 0
+
+
+def test_node_stops_when_a_worker_dies():
+    n = Node(workers=2)
+    try:
+        children = []
+        for task in Path(f"/proc/{n.proc.pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        assert n.proc.wait(30) == 1  # the survivor was drained and stopped; status says why
+    finally:
+        n.stop()

@@ -60,9 +60,10 @@ log = logging.getLogger("aura_core.relay")
 _clock = time.monotonic
 
 
-def _log(event: str, **fields: object) -> None:
-    if log.isEnabledFor(logging.INFO):
-        log.info(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}))
+def _log(event: str, level: int = logging.INFO, **fields: object) -> None:
+    """One structured log line: a JSON object with a wall-clock ``ts`` and an ``event`` name."""
+    if log.isEnabledFor(level):
+        log.log(level, json.dumps({"ts": round(time.time(), 3), "event": event, **fields}))
 
 
 # -- latency histogram ---------------------------------------------------------------------------
@@ -492,7 +493,9 @@ class RelayServer:
             ws.protocol.send_binary(reply)
             ws.send_data()  # websockets writes before dispatching events: flush it ourselves
             if reply[:1] == MsgType.ERROR.value:
-                _log("auth_refused", worker=self.worker, conn=conn_id, reason=core.last_auth_failure)
+                # debug: a flood of bad clients must not become a flood of log lines
+                _log("auth_refused", logging.DEBUG, worker=self.worker, conn=conn_id,
+                     reason=core.last_auth_failure)
                 assert isinstance(ws, _RelayConnection)
                 ws.relay_sink = None
                 asyncio.ensure_future(ws.close(1008, "authorization failed"))
@@ -667,7 +670,7 @@ class RelayServer:
             for conn_id in self.core.expired(_clock()):
                 link = self._links.get(conn_id)
                 if link is not None:
-                    await link.ws.close(1008, "authentication timeout")
+                    asyncio.ensure_future(link.ws.close(1008, "authentication timeout"))
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -905,7 +908,11 @@ def run_node(s: NodeSettings, *, ready: Callable[[dict[str, Any]], None] | None 
         waiters = [loop.run_in_executor(None, p.join) for p in procs]
         done = asyncio.ensure_future(asyncio.gather(*waiters))
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([done, stopping], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        # a worker that dies takes the node down (cleanly, exit status 1): a supervisor
+        # (systemd, k8s) restarts the node, and clients reconnect with backoff
+        await asyncio.wait([stopping, *waiters], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if not stop.is_set():
+            _log("worker_died", logging.ERROR, exit_codes=[p.exitcode for p in procs])
         stopping.cancel()
         for p in procs:
             if p.is_alive() and p.pid:
