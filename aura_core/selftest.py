@@ -23,6 +23,7 @@ CHECKS: dict[str, str] = {
     "dagcbor (IPLD codec fixtures, negatives)": "aura_core.vectors_dagcbor:check",
     "noise (cacophony IKpsk2 BLAKE2s/BLAKE2b)": "aura_core.vectors_noise:check",
     "rendezvous (descriptors, revocations, facts)": "aura_core.rendezvous.vectors:check",
+    "receipts (transcript, Hash32, Ed25519, chains)": "aura_core.vectors_receipts:check",
 }
 
 # vector file (under aura_core/vectors/) -> "module:function" returning its JSON document;
@@ -30,6 +31,7 @@ CHECKS: dict[str, str] = {
 GENERATORS: dict[str, str] = {
     "foundation.json": "aura_core.vectors_foundation:generate",
     "rendezvous/descriptors.json": "aura_core.rendezvous.vectors:generate",
+    "receipts.json": "aura_core.vectors_receipts:generate",
 }
 
 
