@@ -36,6 +36,7 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "write_timeout": (float, "seconds a write may block before the reader is dropped"),
     "drain_timeout": (float, "seconds allowed to flush queues at shutdown"),
     "receipt_window": (float, "seconds a receipt window stays open"),
+    "receipts_dir": (str, "directory to append signed receipts to (one file per worker)"),
     "identity_key": (str, "file holding the relay's Ed25519 seed (32 raw bytes or 64 hex)"),
     "biscuit_root": (str, "Biscuit root public key (64 hex) or a file holding it"),
     "log_level": (str, "debug, info, warning"),

@@ -369,3 +369,56 @@ def test_node_stops_when_a_worker_dies():
         assert n.proc.wait(30) == 1  # the survivor was drained and stopped; status says why
     finally:
         n.stop()
+
+
+def test_node_appends_signed_receipts_for_the_journal(tmp_path: Path):
+    from aura_core.receipts import verify_chain
+
+    n = Node("--receipts-dir", str(tmp_path), workers=2)
+    try:
+        asyncio.run(_ring(n, 4))
+        time.sleep(0.6)  # windows of 0.2 s close
+    finally:
+        assert n.stop() == 0
+    blobs = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("worker-*.receipts")))
+    assert blobs and len(blobs) % 200 == 0
+    receipts = [Receipt.from_bytes(blobs[i:i + 200]) for i in range(0, len(blobs), 200)]
+    assert sum(r.cost for r in receipts) == 200  # every forward is covered exactly once
+    by_dst: dict[bytes, list[Receipt]] = {}
+    for r in receipts:
+        r.verify(RELAY_KEY.public)
+        by_dst.setdefault(bytes(r.dst), []).append(r)
+    for chain in by_dst.values():  # one signer per chain: each dst's receipts form one chain
+        chain.sort(key=lambda r: r.nonce)
+        assert verify_chain(chain, RELAY_KEY.public).total == 50
+
+
+async def _cross_worker_drain():
+    from aura_core.asyncio.relay import RelayClient, RelayServer
+
+    s0, s1 = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    w = [RelayServer(_core(), worker=i, workers=2, mesh={1 - i: s}) for i, s in enumerate((s0, s1))]
+    for srv in w:
+        await srv.start()
+    a = await RelayClient.connect(w[0].url, KEYS[0], TOKEN, contexts=[CTX])
+    b = await RelayClient.connect(w[1].url, KEYS[1], TOKEN, contexts=[CTX])
+    await asyncio.sleep(0.1)
+    b._ws.transport.pause_reading()
+    await a.send_many(CTX, KEYS[1].authority_id, [i.to_bytes(4, "big") + b"\0" * 1000 for i in range(300)])
+    while w[0].core.metrics.forwarded < 300:
+        await asyncio.sleep(0.01)
+    closing = asyncio.gather(*(srv.close() for srv in w))
+    await asyncio.sleep(0.2)
+    b._ws.transport.resume_reading()
+    got = []
+    with pytest.raises(TransportError):
+        while True:
+            got.append((await asyncio.wait_for(b.recv(), 10))[2])
+    await closing
+    return got, [srv.core.metrics for srv in w]
+
+
+def test_shutdown_drains_frames_in_flight_between_workers():
+    got, metrics = asyncio.run(_cross_worker_drain())
+    assert [int.from_bytes(p[:4], "big") for p in got] == list(range(300))
+    assert metrics[1].delivered_remote == 300 and metrics[1].drop_queue_full == 0

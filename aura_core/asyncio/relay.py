@@ -747,6 +747,7 @@ class NodeSettings:
     receipt_window: float = 1.0
     receipts: bool = True
     guards: bool = True             # False: no auth check, budget or receipts (benchmarks only)
+    receipts_dir: str | None = None     # append signed receipts to <dir>/worker-<n>.receipts
     identity_key: bytes | None = None   # 32-byte seed of the relay's IdentityKey
     biscuit_root: bytes | None = None   # 32-byte Biscuit root public key
     static_token: bytes | None = None   # tests only: a shared token instead of Biscuit
@@ -775,7 +776,14 @@ def _build_server(s: NodeSettings, worker: int, workers: int,
     if s.receipts and s.guards:
         key = IdentityKey(s.identity_key) if s.identity_key else IdentityKey.generate()
         windows = ReceiptWindows(window=s.receipt_window, epoch=s.epoch)
-        signer = ReceiptSigner(key)
+        sink = None
+        if s.receipts_dir:
+            # 200-byte packed receipts back to back, one file per worker (one writer each); the
+            # journal ingests them with Receipt.from_bytes(...).to_fact()
+            os.makedirs(s.receipts_dir, exist_ok=True)
+            out = open(os.path.join(s.receipts_dir, f"worker-{worker}.receipts"), "ab", buffering=0)
+            sink = out.write
+        signer = ReceiptSigner(key, sink=sink)
     return RelayServer(core, s.host, s.port, write_timeout=s.write_timeout, reuse_port=True,
                        windows=windows, signer=signer, worker=worker, workers=workers, mesh=mesh,
                        drain_timeout=s.drain_timeout)
