@@ -189,6 +189,11 @@ async def _ws_receipts():
         got = [await asyncio.wait_for(b.recv(), 5) for _ in range(50)]
         with pytest.raises(asyncio.TimeoutError):  # only a RECEIPT comes next, no frame
             await asyncio.wait_for(b.recv(), 1.0)
+        await a.send_many(CTX, B.authority_id, [b"second-%d" % i for i in range(30)])
+        second = [await asyncio.wait_for(b.recv(), 5) for _ in range(30)]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(b.recv(), 1.0)
+        assert [p for _, _, p in second] == [b"second-%d" % i for i in range(30)]
         await a.close()
         await b.close()
         return got, b
@@ -199,8 +204,9 @@ async def _ws_receipts():
 def test_websocket_client_gets_a_receipt_after_the_frames_it_covers():
     got, b = asyncio.run(_ws_receipts())
     assert [p for _, _, p in got] == [b"%d" % i for i in range(50)]
-    assert len(b.receipts) == 1
-    r = Receipt.from_bytes(b.receipts[0])
+    assert len(b.receipts) == 2
+    r, r2 = (Receipt.from_bytes(x) for x in b.receipts)
     r.verify(RELAY_KEY.public)
-    assert r.cost == 50 and r.dst == B.authority_id
-    assert r.commit == forward_commitment(b.envelope_ids)
+    assert r.cost == 50 and r.dst == B.authority_id and r2.cost == 30 and r2.prev == r.hash()
+    assert r.commit == forward_commitment(b.envelope_ids[:50])
+    assert b.receipt_checks == [True, True]

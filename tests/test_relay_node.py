@@ -83,6 +83,7 @@ def test_cross_worker_forwarding_receipts_and_moves():
     r = Receipt.from_bytes(b.receipts[0])
     r.verify(RELAY_KEY.public)
     assert r.cost == 300 and r.commit == forward_commitment(b.envelope_ids)
+    assert b.receipt_checks == [True]
 
 
 # -- slow reader, flood ------------------------------------------------------------------------

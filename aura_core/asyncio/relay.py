@@ -941,8 +941,9 @@ class RelayClient:
     """An authority's connection to a relay: authenticate, send, receive frames and receipts.
 
     RECEIPT messages (the relay's signed accounting of what it forwarded to us) are collected
-    in :attr:`receipts` as 200-byte packed receipts, and the envelope ids of delivered frames
-    in :attr:`envelope_ids` (when ``track_ids``), so a receipt's commitment can be checked.
+    in :attr:`receipts` as 200-byte packed receipts.  With ``track_ids`` the envelope ids of
+    delivered frames are kept (:attr:`envelope_ids`) and each receipt's commitment is checked
+    against the frames it covers (:attr:`receipt_checks`).
     """
 
     def __init__(self, ws: ClientConnection, authority: AuthorityId, *, track_ids: bool = False) -> None:
@@ -951,6 +952,8 @@ class RelayClient:
         self.receipts: list[bytes] = []
         self.track_ids = track_ids
         self.envelope_ids: list[bytes] = []
+        self.receipt_checks: list[bool] = []  # per RECEIPT: commitment matched what we got
+        self._pending: dict[bytes, deque[bytes]] = {}
 
     @classmethod
     async def connect(cls, url: str, key: IdentityKey, token: bytes, *,
@@ -1016,10 +1019,29 @@ class RelayClient:
                 raise ProtocolError("relay sent a text message")
             if message[:1] == MsgType.RECEIPT.value and len(message) == 201:
                 self.receipts.append(message[1:])
+                if self.track_ids:
+                    self.receipt_checks.append(self._check_receipt(message[1:]))
                 continue
-            if self.track_ids:
-                self.envelope_ids.append(envelope_id(message))
+            if self.track_ids and message[:1] == MsgType.DELIVER.value and len(message) >= 33:
+                eid = envelope_id(message)
+                self.envelope_ids.append(eid)
+                self._pending.setdefault(message[1:17], deque()).append(eid)
             return decode_deliver(message)
+
+    def _check_receipt(self, packed: bytes) -> bool:
+        """Does the receipt commit to the next ``cost`` frames of its context we received?
+
+        (Each forward costs 1, so ``cost`` is the number of frames a window covers, and a
+        window's frames are delivered before the next window's.)  The signature is checked
+        by the caller with the relay's public key (``Receipt.verify``)."""
+        from ..receipts import forward_commitment
+
+        ctx, cost, commit = packed[:16], int.from_bytes(packed[56:64], "big"), packed[104:136]
+        pending = self._pending.get(ctx, deque())
+        if cost > len(pending):
+            return False
+        ids = [pending.popleft() for _ in range(cost)]
+        return forward_commitment(ids).digest == commit
 
     async def close(self) -> None:
         await self._ws.close()
