@@ -5,14 +5,25 @@
 # decoder building Python objects.  Byte-level work (heads, UTF-8, CID checks, SHA-256, hash sink)
 # is plain C in csrc/dagcbor/; the public façade is aura_core/dagcbor.py.
 #
-# Theory of operation.  One encoder state (_Enc) is reused across calls (its buffer survives, so a
-# call allocates nothing but the result); a re-entrant call (from another thread, or a __bytes__
-# of a CID subclass) gets a fresh one.  Every Python object the walker holds is referenced, so
-# nothing it reads can be freed under it even if Python code runs.  Errors: the innermost level
-# raises _EncFail(message); each container on the way out appends its index/key to the state's
-# path and the entry point turns it into EncodeError(message, path="$.a[3].b").  The decoder is a
-# single recursive pass; every check that makes the input canonical is done as the bytes are read,
-# and each failure raises a DecodeError subclass carrying the offset of the offending head.
+# Theory of operation.
+# Encoder: one state (_Enc) is reused across calls (its scratch buffer survives, so a call
+# allocates only its result); a re-entrant call gets a fresh one.  The walk runs no Python code
+# (exact-type checks first, CIDs read from their C struct, ranges checked by comparison so no
+# exception is raised mid-walk), so encode() reads the caller's objects through borrowed
+# references; digest()/cid() hold references (they drop the GIL around large payloads, when
+# another thread could mutate the value).  Map key order comes from a small cache keyed by the
+# key objects' identities (layouts repeat: same literal keys, same insertion order), with the
+# keys pre-encoded; a miss sorts (length, then bytes) and fills the slot.  Errors: a failure
+# snapshots the current path (per-depth key or index, kept as the walk goes) and raises
+# _EncFail; the entry point turns it into EncodeError(message, path="$.a[3].b").
+# Digest: the same walker with the buffer flushed into the hash when full, and payloads of
+# 4 KiB and more hashed in place: memory stays at the 16 KiB scratch buffer.
+# Decoder: a single recursive pass; every canonical-form check is made as the bytes are read,
+# and each failure raises a DecodeError subclass with the offset of the offending head.  Short
+# ASCII keys and strings come from direct-mapped caches (keys interned); map layouts (the key
+# sequence of a record kind) are remembered so repeated records skip key lookups and order checks.
+# All caches are module-level, touched only with the GIL held, and guarded by generation counters
+# where a nested call can replace a slot that an outer level is still using.
 
 cimport cython
 from libc.stdint cimport uint8_t, uint64_t, int64_t, uint32_t
@@ -1111,8 +1122,8 @@ def decode(data):
         return out
     try:
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    except TypeError:
-        raise InvalidValue(f"decode() needs a bytes-like object, not {type(data).__name__}") from None
+    except (TypeError, BufferError) as exc:
+        raise InvalidValue(f"decode() needs a contiguous bytes-like object: {exc}") from None
     try:
         out = _dec(<const uint8_t *> view.buf, <size_t> view.len, &pos, 0)
         if pos != <size_t> view.len:

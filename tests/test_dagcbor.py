@@ -220,6 +220,8 @@ def test_decode_accepts_any_buffer_and_rejects_non_buffers():
         assert dagcbor.decode(buf) == {"a": [1, b"x", "y"]}
     with pytest.raises(InvalidValue):
         dagcbor.decode("not bytes")
+    with pytest.raises(InvalidValue):
+        dagcbor.decode(memoryview(data)[::2])
 
 
 def test_huge_declared_lengths_fail_fast():
