@@ -392,3 +392,17 @@ def test_vectors_selftest_regenerate_and_reference() -> None:
         recs = [bytes.fromhex(x) for x in case["receipts"]]
         got = ref.verify_chain(recs, bytes.fromhex(case["public_key"]), **case["options"])
         assert got[1] == case["index"] and got[0] in kinds[case["error"]], (case["name"], got)
+
+
+def test_fuzz_target_over_seed_corpus_and_random_bytes() -> None:
+    from tests.fuzz import fuzz_receipt
+
+    rnd = random.Random(1234)
+    corpus = fuzz_receipt.seed_corpus()
+    corpus += [rnd.randbytes(rnd.choice([1, 2, 201, 401, 600])) for _ in range(40)]
+    for base in fuzz_receipt.seed_corpus()[:3]:
+        for _ in range(15):
+            b = bytearray(base)
+            b[rnd.randrange(1, len(b))] ^= 1 << rnd.randrange(8)
+            corpus.append(bytes(b))
+    assert fuzz_receipt.run_corpus(corpus) == len(corpus)
