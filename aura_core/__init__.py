@@ -45,6 +45,16 @@ from .cid import CID
 from .hashing import ContextKey, Hash32, hash32, kdf
 from .ids import AuthorityId, ContextId
 from .keys import IdentityKey, PublicIdentity
+from .flow import FlowAccount, FlowBudget, FlowLedger, Reservation
+from .receipts import (
+    ChainHead,
+    ChainSummary,
+    ForwardAggregator,
+    Receipt,
+    ReceiptChain,
+    ReceiptIssuer,
+    verify_chain,
+)
 
 __version__ = "0.1.0"
 
@@ -59,6 +69,17 @@ __all__ = [
     "PublicIdentity",
     "hash32",
     "kdf",
+    "FlowAccount",
+    "FlowBudget",
+    "FlowLedger",
+    "Reservation",
+    "ChainHead",
+    "ChainSummary",
+    "ForwardAggregator",
+    "Receipt",
+    "ReceiptChain",
+    "ReceiptIssuer",
+    "verify_chain",
     "AuraError",
     "LibraryError",
     "UsageError",
