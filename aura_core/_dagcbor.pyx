@@ -850,6 +850,8 @@ cdef struct DLayout:
     Py_ssize_t n
     uint64_t gen                     # bumped whenever the slot is replaced
     PyObject *keys[DLAYOUT_MAXKEYS]
+    uint8_t klen[DLAYOUT_MAXKEYS]    # each key as encoded (head + UTF-8), compared as raw bytes
+    uint8_t kenc[DLAYOUT_MAXKEYS][32]
 
 cdef DLayout _dlayouts[DLAYOUTS]
 
@@ -903,16 +905,22 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
     # d: a just-decoded map (its keys in canonical order).
     cdef Py_ssize_t i
     cdef list keys = list(d)
+    cdef size_t kl, h
     for k in keys:
-        if not PyUnicode_IS_COMPACT_ASCII(k):
-            return 0            # layouts compare raw bytes with ASCII data: skip others
+        if not PyUnicode_IS_COMPACT_ASCII(k) or PyUnicode_GET_LENGTH(k) > 30:
+            return 0            # only short ASCII keys: their data are their UTF-8 bytes
     lay.gen += 1
     for i in range(lay.n):
         Py_DECREF(<object> lay.keys[i])
     lay.n = 0
     for i in range(n):
-        Py_INCREF(keys[i])
-        lay.keys[i] = <PyObject *> keys[i]
+        k = keys[i]
+        Py_INCREF(k)
+        lay.keys[i] = <PyObject *> k
+        kl = <size_t> PyUnicode_GET_LENGTH(k)
+        h = aura_dc_write_head(lay.kenc[i], 3, kl)
+        memcpy(&lay.kenc[i][h], PyUnicode_DATA(k), kl)
+        lay.klen[i] = <uint8_t> (h + kl)
     lay.n = n
     return 0
 
@@ -927,7 +935,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     cdef DLayout *lay
     cdef bint match, hit
     cdef uint64_t gen = 0
-    cdef PyObject *cand
+    cdef size_t m
     cdef object key, val, d
     if count == 0:
         return PyDict_New()
@@ -944,6 +952,22 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     d = aura_dict_presized(count) if count > 5 else PyDict_New()
     for i in range(count):
         kstart = pos[0]
+        if match and lay.gen != gen:
+            match = False           # a nested map replaced this layout meanwhile
+        if match:
+            # The key as encoded (head included) equals the layout's: no head parsing, no
+            # lookup, no order check.
+            m = lay.klen[i]
+            if m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m):
+                key = <object> lay.keys[i]
+                kl = <size_t> PyUnicode_GET_LENGTH(key)
+                prev = p + kstart + m - kl
+                prevl = kl
+                pos[0] = kstart + m
+                val = _dec(p, n, pos, depth + 1)
+                PyDict_SetItem(d, key, val)
+                continue
+            match = False
         rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl64)
         if rc:
             _head_error(rc, kstart)
@@ -953,19 +977,9 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         if kl64 > n - at:
             raise TruncatedError("map key runs past the end of the input", kstart)
         kl = <size_t> kl64
-        if match and lay.gen != gen:
-            match = False           # a nested map replaced this layout meanwhile
-        if match:
-            cand = lay.keys[i]
-            if <size_t> PyUnicode_GET_LENGTH(<object> cand) == kl and \
-                    aura_dc_eq_short(<const uint8_t *> PyUnicode_DATA(<object> cand), p + at, kl):
-                key = <object> cand
-            else:
-                match = False
-        if not match:
-            if i:
-                _key_order(prev, prevl, p + at, kl, kstart)
-            key = _key(p + at, kl, at)
+        if i:
+            _key_order(prev, prevl, p + at, kl, kstart)
+        key = _key(p + at, kl, at)
         prev = p + at
         prevl = kl
         pos[0] = at + kl
