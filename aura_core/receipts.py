@@ -328,18 +328,37 @@ class ReceiptChain:
 
     def issue_batch(self, costs: Sequence[int], commits: Sequence[Hash32] | None = None) -> list[Receipt]:
         """Sign one receipt per cost (in order, chained) in a single compiled call."""
-        buf = self._build_and_sign(costs, commits)
+        buf, first, epoch, prev0 = self._build_and_sign(costs, commits)
         ctx, src, dst = self.ctx, self.src, self.dst
-        return [_unpack(buf, off, ctx, src, dst) for off in range(0, len(buf), RECEIPT_LEN)]
+        out = []
+        # fields are known here; only prev (after the first) and sig come back from C
+        for i, cost in enumerate(costs):
+            off = i * RECEIPT_LEN
+            r = object.__new__(Receipt)
+            _set(r, "ctx", ctx)
+            _set(r, "src", src)
+            _set(r, "dst", dst)
+            _set(r, "epoch", epoch)
+            _set(r, "cost", cost)
+            _set(r, "nonce", first + i)
+            _set(r, "prev", prev0 if i == 0 else _fast_hash32(buf[off + 72:off + 104]))
+            _set(r, "sig", buf[off + 136:off + 200])
+            _set(r, "commit", _ZERO if commits is None else commits[i])
+            _set(r, "_packed", buf[off:off + 200])
+            out.append(r)
+        return out
 
     def issue_packed(self, costs: Sequence[int], commits: Sequence[Hash32] | None = None) -> bytes:
         """Like :meth:`issue_batch`, returning the concatenated 200-byte wire forms only."""
-        return bytes(self._build_and_sign(costs, commits))
+        return self._build_and_sign(costs, commits)[0]
 
-    def _build_and_sign(self, costs: Sequence[int], commits: Sequence[Hash32] | None) -> bytes:
+    def _build_and_sign(self, costs: Sequence[int], commits: Sequence[Hash32] | None
+                        ) -> tuple[bytes, int, int, Hash32]:
+        """(signed packed receipts, first nonce, epoch, prev of the first)."""
         n = len(costs)
-        if commits is not None and len(commits) != n:
-            raise InvalidValue("one commit per cost")
+        if commits is not None and (len(commits) != n
+                                    or not all(isinstance(c, Hash32) for c in commits)):
+            raise InvalidValue("one Hash32 commit per cost")
         for c in costs:
             if type(c) is not int or not 0 < c <= MAX_U64:
                 raise InvalidValue(f"a receipt cost must be an int in 1..2**64-1, got {c!r}")
@@ -350,7 +369,8 @@ class ReceiptChain:
                 raise ReceiptError("receipt nonce space of this epoch is exhausted; rotate the epoch")
             prefix = self._prefix
             parts = []
-            prev0 = self._prev.digest
+            prev_first = self._prev
+            prev0 = prev_first.digest
             zero_prev = bytes(32)
             for i, c in enumerate(costs):
                 tail = zero_tail if commits is None else commits[i].digest + bytes(64)
@@ -361,7 +381,7 @@ class ReceiptChain:
             if n:
                 self._nonce = first + n - 1
                 self._prev = _fast_hash32(last)
-            return bytes(buf)
+            return bytes(buf), first, self._epoch, prev_first
 
 
 class ReceiptIssuer:
