@@ -149,11 +149,40 @@ def test_fact_form_roundtrip_and_strictness() -> None:
 
 
 def test_fact_roundtrips_through_dagcbor() -> None:
-    dagcbor = pytest.importorskip("aura_core.dagcbor", reason="aura_core.dagcbor not landed yet")
-    r = ReceiptChain(KEY, CTX, DST, 1).issue(3)
+    import cbor2
+
+    from aura_core import dagcbor
+
+    r = ReceiptChain(KEY, CTX, DST, 1).issue(3, hash32(Tag.COMMIT, b"c"))
     data = dagcbor.encode(r.to_fact())
     assert dagcbor.encode(dagcbor.decode(data)) == data
     assert Receipt.from_fact(dagcbor.decode(data)) == r
+    assert cbor2.loads(data) == r.to_fact()  # an independent decoder reads the same map
+    assert dagcbor.cid(r.to_fact()) == dagcbor.cid(Receipt.from_fact(dagcbor.decode(data)).to_fact())
+
+
+def test_bad_arguments() -> None:
+    buf = b"".join(chain(2))
+    for threads in (0, 17):
+        with pytest.raises(InvalidValue):
+            verify_chain(buf, PK, threads=threads)
+        with pytest.raises(InvalidValue):
+            _receipt.sign_batch(bytearray(200), KEY.ed25519_secret(), True, threads)
+    with pytest.raises(InvalidValue):
+        verify_chain(buf, PK[:31])
+    with pytest.raises(InvalidValue):
+        verify_chain(buf, PK, limit=-1)
+    with pytest.raises(InvalidValue):
+        _receipt.sign_batch(bytearray(199), KEY.ed25519_secret())
+    with pytest.raises(InvalidValue):
+        ReceiptChain(KEY, CTX, DST).issue(1, b"\0" * 32)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue):
+        ReceiptChain(KEY, DST, CTX)  # type: ignore[arg-type]
+    r = ReceiptChain(KEY, CTX, DST).issue(1)
+    with pytest.raises(InvalidValue):
+        Receipt(r.ctx, r.src, r.dst, r.epoch, r.cost, r.nonce, r.prev, r.sig[:63])
+    with pytest.raises(InvalidValue):
+        Receipt(r.dst, r.src, r.dst, r.epoch, r.cost, r.nonce, r.prev, r.sig)  # type: ignore[arg-type]
 
 
 # -- chains, epochs, issuers ------------------------------------------------------------------------
