@@ -189,9 +189,54 @@ def groups() -> list[Group]:
     return [enc, dec, cid, big, mem]
 
 
+def interleaved(rounds: int = 9, n: int = N_DISTINCT) -> list[tuple[str, str, float, float]]:
+    """Ours vs each peer, alternating runs over the same ``n`` facts, best CPU time of
+    ``rounds`` (thread_time: robust on a shared, loaded machine).  Rows: (group, peer,
+    ours/s, peer/s)."""
+    import time
+
+    from aura_core import dagcbor
+
+    facts = make_facts(n)
+    encoded = [dagcbor.encode(f) for f in facts]
+    pairs: list[tuple[str, str, Any, Any, list[Any]]] = []
+    try:
+        import libipld
+        e, h = libipld.encode_dag_cbor, hashlib.sha256
+        pairs += [("encode", "libipld", dagcbor.encode, libipld.encode_dag_cbor, facts),
+                  ("decode", "libipld", dagcbor.decode, libipld.decode_dag_cbor, encoded),
+                  ("cid()", "libipld encode + hashlib sha256", dagcbor.cid,
+                   lambda x: h(e(x)).digest(), facts)]
+    except ImportError:
+        pass
+    try:
+        import cbrrr
+        pairs += [("encode", "cbrrr", dagcbor.encode, cbrrr.encode_dag_cbor, facts),
+                  ("decode", "cbrrr", dagcbor.decode, cbrrr.decode_dag_cbor, encoded)]
+    except ImportError:
+        pass
+    rows = []
+    for group, peer, ours, theirs, items in pairs:
+        best = [float("inf"), float("inf")]
+        for _ in range(rounds):
+            for k, fn in enumerate((ours, theirs)):
+                t0 = time.thread_time()
+                for x in items:
+                    fn(x)
+                best[k] = min(best[k], time.thread_time() - t0)
+        rows.append((group, peer, len(items) / best[0], len(items) / best[1]))
+    return rows
+
+
 def main() -> None:
-    """``python -m aura_core.benchsuite.dagcbor``: print the RSS measurement."""
-    print(json.dumps(rss_growth_kib()))
+    """``python -m aura_core.benchsuite.dagcbor [--rss]``: interleaved CPU-time ratios (and the
+    peak-RSS measurement of a 100 MB digest with ``--rss``)."""
+    if "--rss" in sys.argv:
+        print(json.dumps(rss_growth_kib()))
+        return
+    for group, peer, ours, theirs in interleaved():
+        print(f"{group:8} ours {ours / 1e3:8.0f}k/s  {peer:34} {theirs / 1e3:8.0f}k/s  "
+              f"ratio {ours / theirs:.2f}x")
 
 
 if __name__ == "__main__":
