@@ -65,6 +65,8 @@ cdef extern from "Python.h":
     bint PyLong_Check(object o)
     bint PyUnicode_Check(object o)
     bint PyBytes_Check(object o)
+    bint PyByteArray_Check(object o)
+    object PyNumber_Index(object o)
     bint PyDict_Check(object o)
     bint PyList_Check(object o)
     bint PyTuple_Check(object o)
@@ -396,7 +398,11 @@ cdef object _N64_MIN = -2**64
 
 
 cdef int _enc_bigint(_Enc e, object o, int overflow) except -1:
-    # Range-checked by comparison first, so no OverflowError is ever raised mid-walk.
+    # Range-checked by comparison first, so no OverflowError is ever raised mid-walk; an int
+    # subclass is first copied to an exact int (PyNumber_Index does that in C), so the
+    # comparison and subtraction below cannot run a subclass's Python methods.
+    if type(o) is not int:
+        o = PyNumber_Index(o)
     if overflow > 0:
         if o > _U64_MAX:
             e.fail("integer outside -2**64 .. 2**64-1")
@@ -645,6 +651,7 @@ cdef int _enc_dict(_Enc e, object o, int depth) except -1:
 cdef int _enc_other(_Enc e, object o, int depth) except -1:
     # Subclasses and rarer types, after the exact-type fast path of _enc.
     cdef double d
+    cdef bytes copy
     if PyFloat_Check(o):
         d = PyFloat_AS_DOUBLE(o)
         if not isfinite(d):
@@ -661,8 +668,16 @@ cdef int _enc_other(_Enc e, object o, int depth) except -1:
         return _enc_str(e, o)
     if PyLong_Check(o):
         return _enc_int(e, o)
-    if PyBytes_Check(o) or isinstance(o, (bytearray, memoryview)):
-        return _enc_buffer(e, o)
+    if PyBytes_Check(o):
+        # bytes subclass: the immutable storage directly (a subclass could define __buffer__)
+        e.head(2, <uint64_t> PyBytes_GET_SIZE(o))
+        return e.payload(<const uint8_t *> PyBytes_AS_STRING(o), <size_t> PyBytes_GET_SIZE(o))
+    if PyByteArray_Check(o):
+        # bytearray subclass: a private copy of its storage (no buffer protocol, which a
+        # subclass may override, and nothing another thread can resize while hashing)
+        copy = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(o), PyByteArray_GET_SIZE(o))
+        e.head(2, <uint64_t> PyBytes_GET_SIZE(copy))
+        return e.payload(<const uint8_t *> PyBytes_AS_STRING(copy), <size_t> PyBytes_GET_SIZE(copy))
     if PyDict_Check(o) or PyList_Check(o) or PyTuple_Check(o):
         if depth >= AURA_DC_MAX_DEPTH:
             e.fail(f"nesting deeper than {AURA_DC_MAX_DEPTH}")

@@ -170,8 +170,33 @@ def test_subclasses_encode_like_their_base():
     class L(list):
         pass
 
-    value = D({S("k"): L([Flag.A, S("v")])})
-    assert dagcbor.encode(value) == dagcbor.encode({"k": [7, "v"]})
+    class Sneaky(int):
+        def __gt__(self, other):
+            raise AssertionError("the encoder must not run Python code")
+
+        __lt__ = __rsub__ = __sub__ = __gt__
+
+    assert dagcbor.encode([Sneaky(2**64 - 1), Sneaky(-2**64)]) == \
+        dagcbor.encode([2**64 - 1, -2**64])
+    with pytest.raises(EncodeError):
+        dagcbor.encode([Sneaky(2**64)])
+
+    class B(bytes):
+        pass
+
+    class BA(bytearray):
+        pass
+
+    class F(float):
+        pass
+
+    class T(tuple):
+        pass
+
+    value = D({S("k"): L([Flag.A, S("v"), B(b"b"), BA(b"ba"), F(1.5), T((1,))])})
+    want = dagcbor.encode({"k": [7, "v", b"b", b"ba", 1.5, [1]]})
+    assert dagcbor.encode(value) == want
+    assert dagcbor.digest(value) == hashlib.sha256(want).digest()
 
 
 @pytest.mark.parametrize("value,path,what", [
