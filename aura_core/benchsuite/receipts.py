@@ -189,3 +189,46 @@ def groups() -> list[Group]:
     g.add("target 1M/s", "limit", _fixed_rate(TARGET))
     out.append(g)
     return out
+
+
+def paired(rounds: int = 15, seconds: float = 0.1) -> list[tuple[str, str, float, float, float]]:
+    """Ratios robust to a shared, noisy machine: ours and each other contender are timed in
+    alternation, ``rounds`` times, and the median of the per-round ratios is reported.
+
+    Returns rows (group, contender, median ours rate, median its rate, median ratio ours/it).
+    ``python -m aura_core.benchsuite.receipts`` prints them.
+    """
+    import statistics
+
+    from . import Contender
+
+    def rate(run, seconds: float) -> float:
+        ops, t0 = 0, time.perf_counter()
+        while True:
+            ops += run()
+            el = time.perf_counter() - t0
+            if el >= seconds:
+                return ops / el
+
+    rows = []
+    for g in groups():
+        cs = [c for c in g.contenders if isinstance(c, Contender)]
+        ours = next(c for c in cs if c.role == "ours")
+        for c in cs:
+            if c is ours:
+                continue
+            ro, rc, ratio = [], [], []
+            for _ in range(rounds):
+                a = rate(ours.run, seconds)
+                b = rate(c.run, seconds)
+                ro.append(a)
+                rc.append(b)
+                ratio.append(a / b)
+            rows.append((g.key, c.name, statistics.median(ro), statistics.median(rc),
+                         statistics.median(ratio)))
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover - manual measurement
+    for key, name, a, b, r in paired():
+        print(f"{key:38} ours {a:12,.0f}/s  vs {name:28} {b:12,.0f}/s  ratio {r:5.2f}x")
