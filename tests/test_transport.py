@@ -53,8 +53,8 @@ def pump(a: PathSwitcher, b: PathSwitcher, messages: list[bytes], rng: random.Ra
         now = step * step_dt
         if step in switches:
             delay = rng.choice([0, 1, 8])  # the new path has another latency
-            a.path_changed(now)
-            b.path_changed(now)
+            a.path_changed(now, reliable=loss == 0.0)  # a lossless path needs no timer
+            b.path_changed(now, reliable=loss == 0.0)
         while to_send_a and a.can_send(len(to_send_a[0])):
             a.send(to_send_a.pop(0), now)
         while to_send_b and b.can_send(len(to_send_b[0])):
@@ -170,3 +170,41 @@ def test_receiver_flow_control_when_application_does_not_read():
     assert r.expected == 5 and r.records_to_send(0.0) == [encode_ack(5)]
     assert [r.next_message() for _ in range(6)] == [bytes([i]) for i in range(1, 6)] + [None]
     assert r.expected == 6
+
+
+def test_rto_follows_measured_rtt_and_reliable_paths_never_time_out():
+    s = PathSwitcher(rto=0.1, rto_max=5.0)
+    for i in range(20):  # a path with a steady 0.5 s round trip
+        s.send(b"m", float(i))
+        s.records_to_send(float(i))
+        s.receive(encode_ack(i + 1), i + 0.5)
+    assert abs(s.srtt - 0.5) < 0.05 and s.get_timer() is None  # all acknowledged
+    s.send(b"late", 100.0)
+    s.records_to_send(100.0)
+    assert 100.5 <= s.get_timer() < 101.0  # srtt + 4 rttvar, not the 0.1 s floor
+    # a reliable path (QUIC stream): no timer retransmission however long the ack takes
+    s.path_changed(200.0, reliable=True)
+    assert s.records_to_send(200.0) == [encode_data(20, 0, b"late")]
+    assert s.get_timer() is None and s.records_to_send(1000.0) == []
+    # back on a lossy path: due again at once, then by timer
+    s.path_changed(1000.0)
+    assert len(s.records_to_send(1000.0)) == 1 and s.get_timer() == 1000.1
+
+
+def test_delayed_acks():
+    r = PathSwitcher(window=256, ack_every=16, ack_delay=0.01)
+    for seq in range(5):
+        r.receive(encode_data(seq, 0, b"x"), 1.0)
+    assert r.records_to_send(1.0) == [] and r.get_timer() == 1.01
+    assert r.records_to_send(1.01) == [encode_ack(5)] and r.get_timer() is None
+    for seq in range(5, 21):  # ack_every reached: at once
+        r.receive(encode_data(seq, 0, b"x"), 2.0)
+    assert r.get_timer() == 0.0 and r.records_to_send(2.0) == [encode_ack(21)]
+    r.receive(encode_data(3, 0, b"x"), 3.0)  # a duplicate: our ack was lost, answer now
+    assert r.records_to_send(3.0) == [encode_ack(21)]
+    r.send(b"reply", 4.0)
+    r.receive(encode_data(21, 0, b"x"), 4.0)
+    assert r.records_to_send(4.0) == [encode_data(0, 22, b"reply")]  # piggybacked, no bare ACK
+    # nothing else owed: a second later only the (unacknowledged) reply goes again
+    assert r.records_to_send(5.0) == [encode_data(0, 22, b"reply")]
+    assert r.stats["retransmitted"] == 1

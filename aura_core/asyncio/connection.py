@@ -345,6 +345,7 @@ class PeerConnection:
         self._path: DirectPath | None = None
         self._verified = asyncio.Event()
         self._use_direct = False
+        self._effective_direct = False
         self._last_direct_in = 0.0
         self._last_direct_out = 0.0
         self._wake = asyncio.Event()
@@ -596,7 +597,8 @@ class PeerConnection:
 
     def _on_relay_up(self) -> None:
         self._note("relay connected")
-        self.switcher.path_changed(self.loop.time())  # whatever was lost meanwhile goes again
+        if not self._effective_direct:  # whatever was lost meanwhile goes again
+            self.switcher.path_changed(self.loop.time())
         self._wake.set()
 
     def _on_relay_frame(self, data: bytes) -> None:
@@ -660,14 +662,13 @@ class PeerConnection:
     async def _drive(self) -> None:
         try:
             while not self._closed:
+                self._wake.clear()  # before the step: a wake-up during its awaits is kept
                 await self._step()
-                timeout = self._next_deadline() - self.loop.time()
-                if timeout > 0:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout)
-                    except asyncio.TimeoutError:
-                        pass
+                deadline = self._next_deadline()
+                if deadline > self.loop.time() and not self._wake.is_set():
+                    timer = self.loop.call_at(deadline, self._wake.set)
+                    await self._wake.wait()
+                    timer.cancel()
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a driver bug must be visible, not silent
@@ -709,6 +710,10 @@ class PeerConnection:
             await self._act(action)
         while (ctrl := self.switcher.next_control()) is not None:
             self._on_control(*ctrl)
+        direct = self._sending_direct()
+        if direct != self._effective_direct:  # the path our records take changed
+            self._effective_direct = direct
+            self.switcher.path_changed(self.loop.time(), reliable=direct)
         await self._send_records(self.switcher.records_to_send(self.loop.time()))
         while len(self._inbox) < self.config.window and (
                 msg := self.switcher.next_message()) is not None:
@@ -738,14 +743,12 @@ class PeerConnection:
                 self._attempt = None
                 self._note(f"direct attempt {action.attempt} abandoned")
         elif isinstance(action, UseDirect):
-            self._use_direct = True
-            self.switcher.path_changed(now)
+            self._use_direct = True  # _step tells the switcher once the path is really used
             self.stats["upgrades"] += 1
             self._note(f"path -> direct QUIC via {action.path}")
         elif isinstance(action, UseRelay):
             was = self._use_direct
             self._use_direct = False
-            self.switcher.path_changed(now)
             self._note(f"path -> relay ({action.reason})" if was else f"on relay ({action.reason})")
 
     def _on_control(self, kind: int, body: bytes) -> None:

@@ -98,8 +98,12 @@ class WsDirectPath:
     async def _write_loop(self) -> None:
         try:
             while True:
-                frame = await self._queue.get()
-                await asyncio.wait_for(self.ws.send(frame), self.write_timeout)
+                batch = [await self._queue.get()]
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                async with asyncio.timeout(self.write_timeout):  # a stalled peer: closed
+                    for frame in batch:
+                        await self.ws.send(frame)
         except (ConnectionClosed, asyncio.TimeoutError, OSError):
             self.close("write failed")
 
