@@ -438,13 +438,15 @@ def forward_commitment(envelope_ids: Iterable[bytes]) -> Hash32:
 
 
 class _Window:
-    __slots__ = ("start", "cost", "ids", "epoch")
+    __slots__ = ("start", "cost", "ids", "epoch", "ctx", "neighbor")
 
-    def __init__(self, start: float, epoch: int) -> None:
+    def __init__(self, start: float, epoch: int, ctx: ContextId, neighbor: AuthorityId) -> None:
         self.start = start
         self.cost = 0
         self.ids: list[bytes] = []
         self.epoch = epoch
+        self.ctx = ctx
+        self.neighbor = neighbor
 
 
 class ForwardAggregator:
@@ -466,8 +468,9 @@ class ForwardAggregator:
         self.window = window
         self.max_cost = _u64("max_cost", max_cost)
         self.keep_ids = keep_ids
-        self._open: dict[tuple[ContextId, AuthorityId], _Window] = {}
-        self._full: list[tuple[ContextId, AuthorityId]] = []
+        # keyed by raw ctx || neighbor bytes (C-level hash; see FlowLedger)
+        self._open: dict[bytes, _Window] = {}
+        self._full: list[bytes] = []
         self._ready: list[Receipt] = []  # closed early (epoch change), handed out by poll()
         self.dropped_stale = 0  # windows of an epoch the chain already left (invalid anyway)
         self.closed_ids: dict[Hash32, list[bytes]] = {}  # commit -> ids, when keep_ids (audits)
@@ -477,12 +480,14 @@ class ForwardAggregator:
         """Account one forwarded envelope (already charged to the flow budget)."""
         if len(envelope_id) != ENVELOPE_ID_LEN:
             raise InvalidValue(f"an envelope id is {ENVELOPE_ID_LEN} bytes")
-        key = (ctx, neighbor)
+        if type(ctx) is not ContextId or type(neighbor) is not AuthorityId:
+            raise InvalidValue("windows are keyed by (ContextId, AuthorityId)")
+        key = ctx._raw + neighbor._raw  # type: ignore[attr-defined]
         w = self._open.get(key)
         if w is None or w.epoch != epoch:
             if w is not None:  # epoch changed: the old window closes under its own epoch
                 self._close_now([key])
-            w = self._open[key] = _Window(now, epoch)
+            w = self._open[key] = _Window(now, epoch, ctx, neighbor)
         w.ids.append(bytes(envelope_id))
         w.cost += cost
         if w.cost >= self.max_cost:
@@ -512,12 +517,12 @@ class ForwardAggregator:
         out, self._ready = self._ready, []
         return out
 
-    def _close_now(self, keys: list[tuple[ContextId, AuthorityId]]) -> None:
+    def _close_now(self, keys: list[bytes]) -> None:
         for key in keys:
             w = self._open.pop(key, None)
             if w is None or not w.ids:
                 continue
-            chain = self.issuer.chain(key[0], key[1], w.epoch)
+            chain = self.issuer.chain(w.ctx, w.neighbor, w.epoch)
             if chain.epoch != w.epoch:
                 self.dropped_stale += 1
                 continue

@@ -149,6 +149,8 @@ def test_forward_aggregator_early_close_epoch_change_and_audit_ids() -> None:
         agg.record(CTX, PEER, b"short", now=2.0)
     with pytest.raises(InvalidValue):
         forward_commitment([b"x" * 31])
+    with pytest.raises(InvalidValue):
+        agg.record(PEER, CTX, _eid(9), now=2.0)  # type: ignore[arg-type]
 
 
 def test_forward_aggregator_drops_windows_of_a_left_epoch() -> None:
