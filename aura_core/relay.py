@@ -186,14 +186,23 @@ def decode_relay_message(message: bytes) -> tuple[MsgType, bytes]:
     raise ProtocolError("unexpected relay message", code=ERR_PROTOCOL)
 
 
-def envelope_id(deliver_frame: bytes | memoryview) -> bytes:
-    """BLAKE2b-256(person="aura.envelope.v1", ctx || src || payload) of a DELIVER frame.
+def envelope_id(deliver_frame: bytes) -> bytes:
+    """The id a relay receipt commits to for one DELIVER frame ``0x11 || ctx || src || payload``:
 
-    The destination computes the same id from what it received, so it can check a relay
-    receipt's commitment against the frames it got.
+    ``BLAKE2b-256(person="aura.envelope.v1", ctx || src || u32be len(payload) || tail)``
+    where ``tail`` is the last ``min(32, len)`` payload bytes.  A relayed payload is a Noise
+    transport message: its last 16 bytes are the AEAD tag, which binds the whole ciphertext
+    under a key the relay does not hold, so the tail identifies the frame as well as the
+    whole would, and costs the same for every frame size (hashing 1400 bytes per forward
+    would cost more than the rest of the guards together).  The destination computes the
+    same id from what it received and checks the receipt's commitment.
     """
-    h = _ENVELOPE_BASE.copy()  # copying a keyed state is cheaper than a new personalized one
-    h.update(memoryview(deliver_frame)[1:])
+    n = len(deliver_frame) - HEADER_LEN
+    if n < 0:
+        raise InvalidValue("not a DELIVER frame")
+    h = _ENVELOPE_BASE.copy()  # copying a personalized state is cheaper than a new one
+    h.update(deliver_frame[1:HEADER_LEN] + n.to_bytes(4, "big") + deliver_frame[-min(32, n):] if n
+             else deliver_frame[1:HEADER_LEN] + bytes(4))
     return h.digest()
 
 
@@ -706,7 +715,10 @@ class ReceiptWindows:
         w = self._open.get(key)
         if w is None:
             w = self._open[key] = _Win(now)
-        w.ids.append(envelope_id(frame))
+        n = len(frame) - HEADER_LEN  # envelope_id(frame), inlined: this runs per forward
+        h = _ENVELOPE_BASE.copy()
+        h.update(frame[1:HEADER_LEN] + n.to_bytes(4, "big") + (frame[-min(32, n):] if n else b""))
+        w.ids.append(h.digest())
         w.cost += COST_RELAY_FORWARD
         if w.cost == self.max_cost:
             self._full.append(key)

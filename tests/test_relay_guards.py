@@ -155,9 +155,22 @@ def test_window_closes_early_at_max_cost_and_rotates_epoch():
 def test_envelope_id_and_chain_owner_definitions():
     import hashlib
 
-    frame = encode_deliver(bytes(CTX), bytes(A.authority_id), b"payload")
-    assert envelope_id(frame) == hashlib.blake2b(frame[1:], digest_size=32,
-                                                 person=b"aura.envelope.v1").digest()
+    def ref(frame):  # the definition in docs/wire.md
+        payload = frame[33:]
+        data = frame[1:33] + len(payload).to_bytes(4, "big") + payload[-32:]
+        return hashlib.blake2b(data, digest_size=32, person=b"aura.envelope.v1").digest()
+
+    for payload in (b"", b"p", b"payload", bytes(range(32)), bytes(range(200)) * 7):
+        frame = encode_deliver(bytes(CTX), bytes(A.authority_id), payload)
+        assert envelope_id(frame) == ref(frame)
+        w = ReceiptWindows()
+        w(bytes(CTX), bytes(A.authority_id), bytes(B.authority_id), frame, 0.0)
+        assert w.flush()[0].commit == forward_commitment([ref(frame)])  # the inlined copy agrees
+    # a different tail or length is a different envelope
+    base = encode_deliver(bytes(CTX), bytes(A.authority_id), bytes(100))
+    assert envelope_id(base) != envelope_id(base[:-1] + b"\x01") != envelope_id(base + b"\x00")
+    with pytest.raises(Exception):
+        envelope_id(b"\x11short")
     assert chain_owner(b"\x00\x00\x00\x05" + bytes(12), 2) == 1
     assert decode_relay_message(MsgType.RECEIPT.value + bytes(200)) == (MsgType.RECEIPT, bytes(200))
     assert isinstance(forward_commitment([]), Hash32)
