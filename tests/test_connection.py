@@ -341,3 +341,25 @@ def test_close_flushes_and_tells_the_peer():
             await w.close()
 
     run(main())
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from aura_core.asyncio.wsdirect import decode_hello, encode_hello  # noqa: E402
+from aura_core.ids import AuthorityId  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_peer_bytes_decoders_are_total(data):
+    try:
+        cands = decode_candidates(data)
+    except ProtocolError:
+        pass
+    else:
+        assert encode_candidates(cands) == data
+    hello = decode_hello(data)
+    if hello is not None:
+        ctx, src, dst = hello
+        assert encode_hello(ContextId(ctx), AuthorityId(src), AuthorityId(dst)) == data

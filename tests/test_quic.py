@@ -169,3 +169,9 @@ def test_punch_without_answer_fails_within_window():
             a.close()
 
     asyncio.run(main())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_classify_total(data):
+    assert classify(data) in ("quic", "punch", "stun", "other")

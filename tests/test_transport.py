@@ -208,3 +208,19 @@ def test_delayed_acks():
     # nothing else owed: a second later only the (unacknowledged) reply goes again
     assert r.records_to_send(5.0) == [encode_data(0, 22, b"reply")]
     assert r.stats["retransmitted"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=30))
+def test_receive_never_raises_on_arbitrary_records(records):
+    """The contract for peer bytes: accepted, or a counted drop — never an exception."""
+    r = PathSwitcher(window=8)
+    r.send(b"ours", 0.0)
+    for i, rec in enumerate(records):
+        r.receive(rec, float(i))
+        r.records_to_send(float(i))
+        while r.next_message() is not None:
+            pass
+        while r.next_control() is not None:
+            pass
+    assert r.unacked <= 1 and len(r._held) <= 8
