@@ -11,7 +11,10 @@ import os
 import pytest
 
 from aura_core.asyncio.connection import (ConnectionConfig, PeerConnection, RelayLink,
-                                          decode_candidates, encode_candidates)
+                                          candidates_from_hints, decode_candidates,
+                                          encode_candidates)
+from aura_core.rendezvous.descriptor import (QuicDirect, QuicReflexive, RendezvousDescriptor,
+                                             TcpDirect, WebSocketDirect, WebSocketRelay)
 from aura_core.asyncio.quic import DirectEndpoint
 from aura_core.asyncio.relay import RelayClient, RelayServer
 from aura_core.asyncio.wsdirect import WsDirectListener, connect_ws_direct
@@ -77,10 +80,19 @@ class World:
         self.port = self.server.port
         self.url = self.server.url
 
+    def descriptor(self, key, endpoint, valid_from=1_700_000_000_000):
+        return RendezvousDescriptor(
+            authority_id=key.authority_id, context_id=self.ctx,
+            transport_hints=(QuicDirect("%s:%d" % endpoint.local_address),
+                             WebSocketRelay(key.authority_id)),
+            handshake_psk_commitment=bytes(32), public_key=key.public.ed25519,
+            valid_from=valid_from, valid_until=valid_from + 3_600_000, nonce=os.urandom(32),
+            punch_nonce=os.urandom(32))
+
     def candidates(self):
-        """Both learn each other's direct candidates (as from descriptors)."""
-        self.a.update_candidates(1, [self.eb.local_address])
-        self.b.update_candidates(1, [self.ea.local_address])
+        """Both learn each other's direct candidates from descriptors."""
+        self.a.update_from_descriptor(self.descriptor(self.B, self.eb))
+        self.b.update_from_descriptor(self.descriptor(self.A, self.ea))
 
     async def close(self):
         for c in (self.a, self.b):
@@ -130,6 +142,14 @@ def run(coro):
     asyncio.run(asyncio.wait_for(coro, 60))
 
 
+def test_candidates_from_descriptor_hints():
+    hints = [QuicDirect("192.0.2.1:4000"), QuicReflexive("[2001:db8::1]:5000"),
+             WebSocketDirect("ws://192.0.2.1:8080/aura"), TcpDirect("192.0.2.1:22"),
+             QuicDirect("192.0.2.1:4000")]
+    assert candidates_from_hints(hints) == ([("192.0.2.1", 4000), ("2001:db8::1", 5000)],
+                                            ["ws://192.0.2.1:8080/aura"])
+
+
 def test_candidates_codec():
     cands = [("127.0.0.1", 4000), ("::1", 5), ("203.0.113.9", 65535)]
     assert decode_candidates(encode_candidates(cands)) == cands
@@ -146,6 +166,8 @@ def test_relay_to_direct_switch_loses_nothing():
             await asyncio.gather(ab.send(150), ba.send(150))
             await wait_until(lambda: len(ab.got) == 150 and len(ba.got) == 150, what="relay phase")
             assert w.a.path == w.b.path == "relay"
+            with pytest.raises(UsageError):
+                w.a.update_from_descriptor(w.descriptor(w.A, w.ea))  # not the peer's
             w.candidates()
             # keep both streams flowing while the upgrade happens underneath
             await asyncio.gather(ab.send(300, pause_every=10), ba.send(300, pause_every=10),

@@ -64,6 +64,8 @@ from ..keys import IdentityKey, PublicIdentity
 from ..noise import AuraHandshake, DatagramSession
 from ..noise.binding import (MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, frame_initiation,
                              frame_response, parse_handshake_datagram)
+from ..rendezvous.descriptor import (QuicDirect, QuicReflexive, RendezvousDescriptor,
+                                     TransportHint, WebSocketDirect)
 from ..rendezvous.negotiate import make_offer
 from ..selection import (AttemptBudget, AttemptFailed, AttemptSucceeded, BackoffWindow,
                          CancelAttempt, CandidateGeneration, CandidatesUpdated, ConnState,
@@ -86,6 +88,7 @@ __all__ = [
     "PeerConnection",
     "encode_candidates",
     "decode_candidates",
+    "candidates_from_hints",
 ]
 
 log = logging.getLogger("aura_core.connection")
@@ -127,6 +130,28 @@ def decode_candidates(body: bytes) -> list[Address]:
     if pos != len(body):
         raise ProtocolError("trailing bytes after the candidate list")
     return out
+
+
+def _split_addr(addr: str) -> Address:
+    host, _, port = addr.rpartition(":")
+    return (host[1:-1] if host.startswith("[") else host), int(port)
+
+
+def candidates_from_hints(hints: Iterable[TransportHint]) -> tuple[list[Address], list[str]]:
+    """A descriptor's direct transport hints as ``(udp candidates, websocket urls)``.
+
+    QuicDirect and QuicReflexive are UDP candidates (punch, then QUIC); WebSocketDirect is a
+    URL to dial; WebSocketRelay says which relay to meet on (the RelayLink's business) and
+    TcpDirect has no transport here yet, so both are skipped.
+    """
+    udp: list[Address] = []
+    urls: list[str] = []
+    for h in hints:
+        if isinstance(h, (QuicDirect, QuicReflexive)):
+            udp.append(_split_addr(h.addr))
+        elif isinstance(h, WebSocketDirect):
+            urls.append(h.url)
+    return list(dict.fromkeys(udp)), list(dict.fromkeys(urls))
 
 
 @dataclass
@@ -469,6 +494,14 @@ class PeerConnection:
         self.actor.handle(CandidatesUpdated(CandidateGeneration(generation * 1024),
                                             tuple(self._actor_candidates())), self.loop.time())
         self._wake.set()
+
+    def update_from_descriptor(self, descriptor: RendezvousDescriptor) -> None:
+        """The peer's (validated, opened) descriptor: its direct hints become candidates, its
+        ``valid_from`` (ms, newer for every republication) the candidate generation."""
+        if descriptor.authority_id != self.peer or descriptor.context_id != self.context:
+            raise UsageError("descriptor of another peer or context")
+        udp, urls = candidates_from_hints(descriptor.transport_hints)
+        self.update_candidates(descriptor.valid_from, udp, urls)
 
     def _actor_candidates(self) -> list[Address]:
         out = list(self._peer_candidates)
