@@ -175,3 +175,34 @@ def test_punch_without_answer_fails_within_window():
 @given(st.binary(max_size=80))
 def test_classify_total(data):
     assert classify(data) in ("quic", "punch", "stun", "other")
+
+
+def test_stun_through_the_shared_socket():
+    from aura_core.stun import BindingSucceeded, build_binding_response, parse_message
+
+    async def main():
+        ida, idb, ea, eb = _pair()
+        a = await DirectEndpoint.bind(ea)
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        async def serve_one():
+            data, addr = await loop.sock_recvfrom(server, 2048)
+            txid = parse_message(data).txid
+            server.sendto(b"\x99not stun", addr)  # demux: dropped, the answer still arrives
+            server.sendto(build_binding_response(txid, ("198.51.100.7", 40000)), addr)
+
+        try:
+            task = asyncio.create_task(serve_one())
+            events = await asyncio.wait_for(a.stun([server.getsockname()]), 10)
+            await task
+            assert len(events) == 1 and isinstance(events[0], BindingSucceeded)
+            assert events[0].result.mapped == ("198.51.100.7", 40000)
+            assert a.on_stun is None and a.stats["stun"] == 1 and a.stats["other"] == 1
+        finally:
+            server.close()
+            a.close()
+
+    asyncio.run(main())

@@ -54,6 +54,7 @@ from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from ..errors import TransportError, UsageError
 from ..punch import Address, PunchEngine, PunchEvent, is_punch
+from ..stun import BindingFailed, BindingSucceeded, StunClient
 from .punch import PunchOutcome, set_rcvbuf
 
 __all__ = [
@@ -423,6 +424,42 @@ class DirectEndpoint(asyncio.DatagramProtocol):
             self._set_targets()
         return PunchOutcome(peer, state.acked_from is not None, state.acked_from,
                             self.loop.time() - start, state.events, self.engine.stats())
+
+    # -- STUN on the shared socket ------------------------------------------------------------------
+    async def stun(self, servers: Iterable[Address], *, client: StunClient | None = None
+                   ) -> list[BindingSucceeded | BindingFailed]:
+        """STUN Binding transactions from this socket while it is in use (punching, QUIC), e.g.
+        to refresh the reflexive address the descriptor advertises.  Responses come through the
+        demultiplexer (``on_stun``); RFC 8489 retransmission timing is the StunClient's."""
+        client = client or StunClient()
+        wake = asyncio.Event()
+        previous = self.on_stun
+
+        def feed(data: bytes, addr: Address) -> None:
+            client.receive_datagram(data, addr, self.loop.time())
+            wake.set()
+
+        self.on_stun = feed
+        try:
+            for server in servers:
+                client.start((server[0], server[1]), self.loop.time())
+            events: list[BindingSucceeded | BindingFailed] = []
+            while True:
+                for data, addr in client.datagrams_to_send(self.loop.time()):
+                    self._sendto(data, addr)
+                while (event := client.next_event()) is not None:
+                    events.append(event)
+                if not client.pending or self._transport is None:
+                    return events
+                timer = client.get_timer()
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), None if timer is None
+                                           else max(0.0, timer - self.loop.time()))
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.on_stun = previous
 
     # -- QUIC -------------------------------------------------------------------------------------
     def _config(self, client: bool) -> QuicConfiguration:
