@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import logging
@@ -813,6 +814,10 @@ def _worker_main(s: NodeSettings, worker: int, workers: int, mesh: dict[int, soc
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await server.start()
+        # everything allocated so far lives as long as the worker: keep the collector from
+        # re-scanning it (fewer, shorter pauses on the forwarding path)
+        gc.collect()
+        gc.freeze()
         ctrl.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=ctrl)
         writer.write(b"ready\n")
