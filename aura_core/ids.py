@@ -23,7 +23,7 @@ _T = TypeVar("_T", bound="_Id16")
 class _Id16:
     """A 16-byte identifier: immutable, ordered by bytes, hashable."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_hash")
     PREFIX: ClassVar[str]
 
     def __init__(self, raw: bytes | bytearray | memoryview) -> None:
@@ -31,6 +31,8 @@ class _Id16:
         if len(raw) != ID_LEN:
             raise IdError(f"{type(self).__name__} is {ID_LEN} bytes, got {len(raw)}")
         object.__setattr__(self, "_raw", raw)
+        # ids key many dicts on hot paths: hash once
+        object.__setattr__(self, "_hash", hash((self.PREFIX, raw)))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -95,7 +97,7 @@ class _Id16:
         return self._raw >= other._raw  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash((self.PREFIX, self._raw))
+        return self._hash  # type: ignore[no-any-return]
 
     def __reduce__(self) -> tuple[type, tuple[bytes]]:
         return (type(self), (self._raw,))
