@@ -637,6 +637,9 @@ class PeerConnection:
     def _on_relay_frame(self, data: bytes) -> None:
         if data[:1] in (bytes([MSG_INITIATION]), bytes([MSG_RESPONSE])):
             if data[0] == MSG_INITIATION:
+                if len(self._tasks) >= 4:  # bounded work per peer: excess initiations dropped
+                    self.stats["noise_drops"] += 1
+                    return
                 task = asyncio.create_task(self._answer_rotation(data))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -655,7 +658,8 @@ class PeerConnection:
             self.stats["noise_drops"] += 1  # forged, replayed, stale: silent (seed 002 §6)
             return
         if self._sessions.confirm(session):
-            self._note("peer confirmed the rotated session")
+            self.epoch = session.epoch if session.epoch is not None else self.epoch
+            self._note(f"peer confirmed the rotated session: epoch {self.epoch} (responder)")
         direct = path is not None
         self.stats["direct_in" if direct else "relay_in"] += 1
         if plain[:1] == b"\x01":
@@ -686,9 +690,8 @@ class PeerConnection:
                 del self._replies[next(iter(self._replies))]
             self._replies[data] = reply
             await self.relay.send(self.context, self.peer, [reply])
-            self._sessions.add(session, confirmed=False)
-            self.epoch = epoch
-            self._note(f"epoch rotated to {epoch} (responder)")
+            self._sessions.add(session, confirmed=False)  # sends switch on the peer's first frame
+            self._note(f"answered a re-handshake at epoch {epoch}")
             return
         self.stats["noise_drops"] += 1
 
