@@ -279,6 +279,8 @@ def _contender(kind: str) -> Callable[[], Callable[[], int]]:
                 for other in list(_harnesses):  # one server at a time on a shared machine
                     _harnesses.pop(other).close()
                 h = _harnesses[kind] = Harness(kind)
+                for _ in range(5):  # warm up (connections, windows, allocator) before timing
+                    h.push()
             return h.push()
         return run
     return factory
