@@ -135,6 +135,14 @@ def test_sorted_ids_sums_and_search():
     assert ids.contains(hs[10]) and not ids.contains(b"\0" * 32)
     assert ids.index(int.from_bytes(hs[5], "big")) == 5
     assert ids.find_low(0, 1000, int.from_bytes(hs[77][16:], "big")) == hs[77]
+    # children cells, by both strategies (walk for sparse children, prefix sums for dense)
+    for k, p, b in [(0, 0, 1), (0, 0, 3), (2, 1, 4), (0, 0, 12), (5, 17, 2)]:
+        starts, counts, sums = ids.cells(k, p, b)
+        for c in range(1 << b):
+            lo = ((p << b) | c) << (256 - k - b)
+            hi = ((p << b) | c) + 1 << (256 - k - b)
+            inside = [int.from_bytes(h, "big") for h in hs if lo <= int.from_bytes(h, "big") < hi]
+            assert counts[c] == len(inside) == starts[c + 1] - starts[c] and sums[c] == sum(inside)
 
 
 # -- wire codec ----------------------------------------------------------------------------
@@ -393,3 +401,21 @@ def test_snapshot_is_cached_until_the_journal_changes():
     assert v.sorted_ids() is first
     s.merge(CTX, [fact(1000)])
     assert v.sorted_ids() is not first and v.sorted_ids().n == 101
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(messages, min_size=1, max_size=4), st.booleans())
+def test_hostile_message_sequences_never_escape_or_corrupt(seq, as_initiator):
+    s = store_with(range(300))
+    before = s.digest(CTX)
+    sess = SyncSession(s.view(CTX), "evil", initiator=as_initiator, limits=Limits(max_pending=5000))
+    if as_initiator:
+        sess.start()
+    else:
+        sess.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=7, total=99)))
+    for m in seq:
+        m.flags &= ~FLAG_DIGEST
+        sess.receive(encode_message(m))  # must not raise, whatever the content
+        sess.data_to_send()
+    assert s.integrity_check() == "ok" and s.digest(CTX) == s.recompute_digest(CTX)
+    assert s.digest(CTX).count >= before.count

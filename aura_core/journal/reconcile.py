@@ -72,6 +72,7 @@ MAX_DEPTH: Final = 128     # ranges deeper than this are transferred whole (neve
 MAX_FANOUT_BITS: Final = 16
 CHECKPOINT: Final = 64     # SortedIds keeps one prefix sum per 64 hashes
 FANOUT_FACTOR = 6.0        # cells per estimated difference when a range is split
+COUNTED_FACTOR = 2.0       # ... when the estimate is a count difference rather than a guess
 ROOT_FACTOR = 2.0          # the same at the root (its cells hold the most facts, so cost most)
 ROOT_ESTIMATE = 8.0        # differences assumed at the root when the counts say nothing
 
@@ -120,12 +121,13 @@ class SortedIds:
     def key(self, i: int) -> bytes:
         return self.blob[i * 32:i * 32 + 32]
 
-    def index(self, bound: int) -> int:
-        """First position whose hash >= ``bound`` (0 <= bound <= 2^256)."""
+    def index(self, bound: int, lo: int = 0, hi: int | None = None) -> int:
+        """First position whose hash >= ``bound`` (0 <= bound <= 2^256), searched in [lo, hi]."""
         if bound >= MOD256:
             return self.n
         b = bound.to_bytes(32, "big")
-        lo, hi, blob = 0, self.n, self.blob
+        hi = self.n if hi is None else hi
+        blob = self.blob
         while lo < hi:
             mid = (lo + hi) >> 1
             if blob[mid * 32:mid * 32 + 32] < b:
@@ -141,6 +143,37 @@ class SortedIds:
         for o in range(c * CHECKPOINT * 32, i * 32, 32):
             acc += fb(blob[o:o + 32], "big")
         return acc
+
+    def cells(self, k: int, p: int, b: int) -> tuple[list[int], list[int], list[int]]:
+        """Positions, counts and sums of the 2^b children of range (k, p).
+
+        Returns ``(starts, counts, sums)``: child c holds positions [starts[c], starts[c+1]).
+        Costs O(r + 2^b) for r hashes in the range: a walk over the hashes when they are few
+        per child, prefix sums at the child boundaries otherwise.
+        """
+        m = 1 << b
+        lo, hi = range_bounds(k, p)
+        i0, i1 = self.index(lo), self.index(hi)
+        shift = BITS - k - b
+        if i1 - i0 <= 32 * m:
+            counts, sums = [0] * m, [0] * m
+            blob, fb = self.blob, int.from_bytes
+            for o in range(i0 * 32, i1 * 32, 32):
+                v = fb(blob[o:o + 32], "big")
+                c = (v - lo) >> shift
+                counts[c] += 1
+                sums[c] += v
+            starts = [i0]
+            for c in counts:
+                starts.append(starts[-1] + c)
+            return starts, counts, sums
+        starts = [i0]
+        for c in range(1, m):
+            starts.append(self.index(lo + (c << shift), starts[-1], i1))
+        starts.append(i1)
+        pre = [self.prefix_sum(x) for x in starts]
+        return (starts, [starts[c + 1] - starts[c] for c in range(m)],
+                [pre[c + 1] - pre[c] for c in range(m)])
 
     def contains(self, h: bytes) -> bool:
         i = self.index(int.from_bytes(h, "big"))
@@ -378,6 +411,8 @@ class Reconciler:
         self.want_keys: list[tuple[int, int, int]] = []
         self.want_ranges: list[tuple[int, int]] = []
         self._scan = limits.max_scan
+        self._work = 0
+        self._cells_left = 0
         self.pushed = 0          # facts sent
         self.wanted = 0          # want entries sent
 
@@ -390,11 +425,19 @@ class Reconciler:
         if self.pending() > self.limits.max_pending:
             raise ProtocolError("peer requests exceed the pending-work bound")
 
+    def _charge(self, work: int) -> None:
+        # an honest message's ranges are disjoint, so each kind of work it causes is at most
+        # the journal size; a message that asks for more is hostile
+        self._work -= work
+        if self._work < 0:
+            raise ProtocolError("sync message exceeds the work bound")
+
     def _find_low(self, i: int, j: int, low: int) -> bytes | None | bool:
         """find_low within the per-message scan budget; False when over budget."""
         if j - i > self._scan:
             return False
         self._scan -= j - i
+        self._charge(j - i)
         return self.ids.find_low(i, j, low)
 
     def _cell(self, k: int, p: int) -> tuple[int, int, int, int]:
@@ -405,6 +448,8 @@ class Reconciler:
     def process(self, m: SyncMessage, *, root: tuple[int, int] | None = None) -> None:
         """Queue our response to ``m``; ``root`` is the peer's digest if this is its first."""
         self._scan = self.limits.max_scan  # bounds the CPU one message can make us spend
+        self._work = 4 * self.ids.n + 4 * self.limits.max_cells + self.limits.max_scan
+        self._cells_left = self.limits.max_cells
         if root is not None:
             count, total = root
             i, j, c, s = 0, self.ids.n, self.ids.n, self.ids.prefix_sum(self.ids.n) % MOD256
@@ -448,18 +493,15 @@ class Reconciler:
         return max(2.0, float(total) if abs(sum(deltas)) == total else 2.5 * total)
 
     def _process_split(self, sp: Split) -> None:
-        ids = self.ids
-        lo, hi = range_bounds(sp.k, sp.p)
-        width = (hi - lo) >> sp.b
         kc = sp.k + sp.b
         base = sp.p << sp.b
-        # our cells for every child: boundaries found once, sums from the prefix array
-        idx = [ids.index(lo + width * c) for c in range(len(sp.cells) + 1)]
-        sums = [ids.prefix_sum(x) for x in idx]
+        self._charge(len(sp.cells))
+        starts, counts, sums = self.ids.cells(sp.k, sp.p, sp.b)
+        self._charge(starts[-1] - starts[0])
         unequal = []
         for c, (tc, ts) in enumerate(sp.cells):
-            oc = idx[c + 1] - idx[c]
-            os = (sums[c + 1] - sums[c]) & MASK128
+            oc = counts[c]
+            os = sums[c] & MASK128
             if oc != tc or os != ts:
                 unequal.append((c, oc, os, tc, ts))
         if not unequal:
@@ -468,7 +510,7 @@ class Reconciler:
         d_est = m * math.log(m / (m - q)) if q < m else m * (math.log(m) + 1.0)
         per_child = max(2.0, d_est / q)
         for c, oc, os, tc, ts in unequal:
-            self._compare(kc, base | c, idx[c], idx[c + 1], oc, os, tc, ts, MOD128, per_child)
+            self._compare(kc, base | c, starts[c], starts[c + 1], oc, os, tc, ts, MOD128, per_child)
 
     def _compare(self, k: int, p: int, i: int, j: int, oc: int, os: int, tc: int, ts: int,
                  mod: int, est: float) -> None:
@@ -494,25 +536,31 @@ class Reconciler:
             else:
                 self.want_keys.append((k, p, diff))
         else:
-            self._queue_split(k, p, max(est, abs(oc - tc)))
+            dc = abs(oc - tc)
+            if dc >= est:  # the count difference is a solid estimate (one side holds the extras)
+                self._queue_split(k, p, dc, COUNTED_FACTOR)
+            else:
+                self._queue_split(k, p, est)
 
     def _push_range(self, k: int, p: int) -> None:
         lo, hi = range_bounds(k, p)
         self.push_ranges.append((lo.to_bytes(32, "big"), None if hi >= MOD256 else hi.to_bytes(32, "big")))
 
-    def _queue_split(self, k: int, p: int, est: float) -> None:
+    def _queue_split(self, k: int, p: int, est: float, factor: float = 0.0) -> None:
         if k >= MAX_DEPTH - 1:  # never happens with honest hashes: exchange the range whole
             self._push_range(k, p)
             self.want_ranges.append((k, p))
             return
-        b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, math.ceil(math.log2((ROOT_FACTOR if k == 0 else FANOUT_FACTOR) * est))))
-        lo, hi = range_bounds(k, p)
-        ids = self.ids
-        width = (hi - lo) >> b
-        idx = [ids.index(lo + width * c) for c in range((1 << b) + 1)]
-        sums = [ids.prefix_sum(x) for x in idx]
-        cells = [(idx[c + 1] - idx[c], (sums[c + 1] - sums[c]) & MASK128) for c in range(1 << b)]
-        self.splits.append(Split(k, p, b, cells))
+        if not factor:
+            factor = ROOT_FACTOR if k == 0 else FANOUT_FACTOR
+        b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, math.ceil(math.log2(factor * est))))
+        while b > 1 and (1 << b) > self._cells_left:  # keep what one message makes us build bounded
+            b -= 1
+        self._cells_left -= 1 << b
+        self._charge(1 << b)
+        starts, counts, sums = self.ids.cells(k, p, b)
+        self._charge(starts[-1] - starts[0])
+        self.splits.append(Split(k, p, b, [(c, x & MASK128) for c, x in zip(counts, sums)]))
 
     # ---- composing our next message ----
     def compose(self, m: SyncMessage, fetch_ids: FetchIds, fetch_range: FetchRange) -> None:
