@@ -385,3 +385,33 @@ def test_peer_bytes_decoders_are_total(data):
     if hello is not None:
         ctx, src, dst = hello
         assert encode_hello(ContextId(ctx), AuthorityId(src), AuthorityId(dst)) == data
+
+
+def test_replayed_initiation_cannot_rekey_the_responder():
+    async def main():
+        w = await World().start(direct=(False, False))
+        try:
+            seen = []
+            send = w.links[0].send
+
+            async def spy(context, dst, payloads):
+                seen.extend(p for p in payloads if p[:1] == b"\x01")
+                return await send(context, dst, payloads)
+
+            w.links[0].send = spy
+            await w.a.rotate(1)  # rekey at the same epoch
+            await w.a.rotate(1)
+            ab = Stream(w.a, w.b, b"AB")
+            await ab.send(20)
+            await ab.done()
+            old = seen[0]
+            current = w.b._sessions.current
+            w.b._replies.clear()  # forget the retransmission cache: the timestamp must decide
+            drops = w.b.stats["noise_drops"]
+            w.b._on_relay_frame(old)
+            await wait_until(lambda: w.b.stats["noise_drops"] == drops + 1, what="replay refused")
+            assert w.b._sessions.current is current and not w.b._sessions.pending
+        finally:
+            await w.close()
+
+    run(main())

@@ -44,10 +44,12 @@ session keeps opening frames still in flight).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
 import struct
+import time
 from collections import deque
 from urllib.parse import urlsplit
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -378,7 +380,8 @@ class PeerConnection:
         self._inbox: deque[bytes] = deque()  # at most cfg.window (receive flow control)
         self._readable = asyncio.Event()
         self._peer_closed = False
-        self._replies: dict[bytes, bytes] = {}  # initiation -> our response (idempotent replays)
+        self._replies: dict[bytes, bytes] = {}  # initiation -> our response (idempotent resends)
+        self._last_initiation: int | None = None  # newest initiation timestamp accepted (replays)
         self._tasks: set[asyncio.Task[None]] = set()
         self._rekeying: asyncio.Task[None] | None = None
         self._hs_inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
@@ -416,7 +419,8 @@ class PeerConnection:
                    ws_listener=ws_listener, on_trace=on_trace)
         conn._identity, conn._peer_identity, conn._context_key = identity, peer, context_key
         if answered is not None:
-            conn._replies[answered[0]] = answered[1]
+            conn._replies[answered.initiation] = answered.reply
+            conn._last_initiation = answered.timestamp
         conn.epoch = epoch
         conn._note(f"channel up over the relay (epoch {epoch}, "
                    f"{'initiator' if initiator else 'responder'})")
@@ -682,13 +686,15 @@ class PeerConnection:
             return
         for epoch in (self.epoch + 1, self.epoch):
             try:
-                session, reply = _respond(data, self._identity, self._peer_identity,
-                                          self._context_key, self.context, epoch)
+                session, answered = _respond(data, self._identity, self._peer_identity,
+                                             self._context_key, self.context, epoch,
+                                             self._last_initiation)
             except _HS_ERRORS:
                 continue
             while len(self._replies) >= 4:
                 del self._replies[next(iter(self._replies))]
-            self._replies[data] = reply
+            self._replies[data] = reply = answered.reply
+            self._last_initiation = answered.timestamp
             await self.relay.send(self.context, self.peer, [reply])
             self._sessions.add(session, confirmed=False)  # sends switch on the peer's first frame
             self._note(f"answered a re-handshake at epoch {epoch}")
@@ -967,15 +973,27 @@ _HS_ERRORS: Final = (CryptoError, ProtocolError, ValueError)
 HANDSHAKE_RESEND: Final = 0.5  # the initiation goes again until answered (relay restarts, races)
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """A responder's record of the initiation it answered (replays and retransmissions)."""
+
+    initiation: bytes
+    reply: bytes
+    timestamp: int
+
+
 async def _handshake(relay: RelayLink, inbox: asyncio.Queue[bytes], identity: IdentityKey,
                      peer: PublicIdentity, context_key: ContextKey, context: ContextId,
-                     epoch: int, initiator: bool
-                     ) -> tuple[DatagramSession, tuple[bytes, bytes] | None]:
-    """One IKpsk2 exchange over the relay: ``(session, (initiation, response) | None)``."""
-    offer = make_offer(epoch)
+                     epoch: int, initiator: bool, not_after: int | None = None
+                     ) -> tuple[DatagramSession, _Answered | None]:
+    """One IKpsk2 exchange over the relay: ``(session, what the responder answered | None)``.
+
+    The initiator's offer carries a wall-clock timestamp (ns), so a recorded initiation cannot
+    be replayed to a responder that remembers the last one it accepted (``not_after``)."""
     index = _new_index()
     loop = asyncio.get_running_loop()
     if initiator:
+        offer = dataclasses.replace(make_offer(epoch), timestamp=time.time_ns())
         hs = AuraHandshake.initiator(identity, peer, context_key, bytes(context), epoch, offer)
         initiation = frame_initiation(index, hs.write_message())
         while True:
@@ -997,22 +1015,25 @@ async def _handshake(relay: RelayLink, inbox: asyncio.Queue[bytes], identity: Id
     while True:
         data = await inbox.get()
         try:
-            session, reply = _respond(data, identity, peer, context_key, context, epoch)
+            session, answered = _respond(data, identity, peer, context_key, context, epoch,
+                                         not_after)
         except _HS_ERRORS:
             continue
-        await relay.send(context, peer.authority_id, [reply])
-        return session, (data, reply)
+        await relay.send(context, peer.authority_id, [answered.reply])
+        return session, answered
 
 
 def _respond(data: bytes, identity: IdentityKey, peer: PublicIdentity, context_key: ContextKey,
-             context: ContextId, epoch: int) -> tuple[DatagramSession, bytes]:
+             context: ContextId, epoch: int, not_after: int | None
+             ) -> tuple[DatagramSession, _Answered]:
     kind, sender, _, msg = parse_handshake_datagram(data)
     if kind != MSG_INITIATION:
         raise ProtocolError("expected a handshake initiation")
     hs = AuraHandshake.responder(identity, context_key, bytes(context), epoch, make_offer(epoch),
                                  lambda rs: peer if rs == peer.x25519 else None)
-    hs.read_message(msg)
+    remote = hs.read_message(msg, not_after=not_after)  # HandshakeError on a replay
     hs.negotiated
     index = _new_index()
     reply = frame_response(index, sender, hs.write_message())
-    return hs.datagram_session(index, sender, now=asyncio.get_running_loop().time()), reply
+    session = hs.datagram_session(index, sender, now=asyncio.get_running_loop().time())
+    return session, _Answered(bytes(data), reply, remote.timestamp)
