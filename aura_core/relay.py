@@ -236,10 +236,13 @@ class RelayConfig:
     epoch: int = 0
     rate: float = 200_000.0         # frames/s per connection (token bucket refill)
     burst: float = 20_000.0         # bucket size
+    auth_rate: float = 5_000.0      # AUTH attempts/s per worker (each costs signature + Biscuit checks)
+    auth_burst: float = 1_000.0
 
     def __post_init__(self) -> None:
         if (self.queue_limit < 1 or self.max_clients < 1 or self.max_frame <= HEADER_LEN
-                or self.queue_bytes < self.max_frame or self.rate <= 0 or self.burst < 1):
+                or self.queue_bytes < self.max_frame or self.rate <= 0 or self.burst < 1
+                or self.auth_rate <= 0 or self.auth_burst < 1):
             raise InvalidValue("relay limits must be positive (queue_bytes >= max_frame)")
 
 
@@ -261,6 +264,7 @@ class RelayMetrics:
     drop_rate_limited: int = 0
     drop_oversize: int = 0
     drop_gone: int = 0               # remote destination left while the frame crossed workers
+    auth_rate_limited: int = 0       # AUTH attempts refused unverified (CPU flood protection)
     receipts_issued: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -315,6 +319,8 @@ class RelayCore:
         self._conns: dict[int, _Conn] = {}
         self._by_authority: dict[bytes, _Conn] = {}
         self._remote: dict[bytes, tuple[int, frozenset[bytes]]] = {}
+        self._auth_tokens = self.config.auth_burst
+        self._auth_refilled: float | None = None
         if not guards:
             # benchmarks only: the same stack without per-frame guards (context, rate, budget,
             # receipts) -- the ceiling the guarded relay is measured against
@@ -561,6 +567,16 @@ class RelayCore:
     # -- authentication ---------------------------------------------------------------------
 
     def _auth(self, conn: _Conn, message: bytes, now: float) -> bytes:
+        cfg = self.config
+        last = now if self._auth_refilled is None else self._auth_refilled
+        tokens = min(cfg.auth_burst, self._auth_tokens + max(0.0, now - last) * cfg.auth_rate)
+        self._auth_refilled = now
+        if tokens < 1.0:  # refused before any signature or token is checked
+            self._auth_tokens = tokens
+            self.metrics.auth_failures += 1
+            self.metrics.auth_rate_limited += 1
+            return MsgType.ERROR.value + bytes([ERR_CAPACITY]) + b"busy, retry later"
+        self._auth_tokens = tokens - 1.0
         try:
             identity, token, requested = self._parse_auth(conn, message)
             contexts = frozenset(bytes(c) for c in self._authorize(

@@ -30,6 +30,8 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "max_clients": (int, "connections per worker"),
     "rate": (float, "frames per second per client (token bucket refill)"),
     "burst": (float, "token bucket size (frames)"),
+    "auth_rate": (float, "AUTH attempts per second per worker (beyond: refused unverified)"),
+    "auth_burst": (float, "AUTH attempts allowed in a burst"),
     "budget": (int, "flow budget opened per (context, client) per epoch"),
     "epoch": (int, "flow-budget / receipt epoch"),
     "auth_timeout": (float, "seconds a connection may stay unauthenticated"),

@@ -182,3 +182,13 @@ def test_websocket_relay_delivers_in_order_and_exports_metrics():
     assert all(src == A.authority_id and ctx == CTX for ctx, src, _ in got)
     assert "aura_relay_forwards_total 1000" in metrics
     assert "aura_relay_auth_failures_total" in metrics
+
+
+def test_auth_attempts_are_rate_limited_before_any_crypto():
+    core, _ = _core(auth_rate=1.0, auth_burst=2.0)
+    assert _join(core, 1, A, now=0.0)[:1] == MsgType.WELCOME.value
+    assert _join(core, 2, B, now=0.0)[:1] == MsgType.WELCOME.value
+    busy = _join(core, 3, C, now=0.0)
+    assert busy[:2] == MsgType.ERROR.value + bytes([3]) and core.authority_of(3) is None
+    assert core.metrics.auth_rate_limited == 1
+    assert _join(core, 4, C, now=1.5)[:1] == MsgType.WELCOME.value  # refilled

@@ -740,6 +740,8 @@ class NodeSettings:
     max_clients: int = 10_000
     rate: float = 200_000.0
     burst: float = 20_000.0
+    auth_rate: float = 5_000.0
+    auth_burst: float = 1_000.0
     budget: int = 1 << 40
     epoch: int = 0
     auth_timeout: float = 10.0
@@ -763,7 +765,8 @@ def _build_server(s: NodeSettings, worker: int, workers: int,
 
     cfg = RelayConfig(queue_limit=s.queue_limit, queue_bytes=s.queue_bytes, max_frame=s.max_frame,
                       max_clients=s.max_clients, auth_timeout=s.auth_timeout,
-                      budget_per_epoch=s.budget, epoch=s.epoch, rate=s.rate, burst=s.burst)
+                      budget_per_epoch=s.budget, epoch=s.epoch, rate=s.rate, burst=s.burst,
+                      auth_rate=s.auth_rate, auth_burst=s.auth_burst)
     if s.biscuit_root is not None:
         authorize = biscuit_authorizer(s.biscuit_root)
     elif s.static_token is not None:
