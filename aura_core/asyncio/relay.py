@@ -130,6 +130,10 @@ def format_metrics(stats: Iterable[dict[str, Any]]) -> str:
     metric("aura_relay_connections", "gauge", "Open WebSocket connections.", total.get("connections", 0))
     metric("aura_relay_authenticated", "gauge", "Authenticated clients.", total.get("authenticated", 0))
     metric("aura_relay_auth_failures_total", "counter", "Refused AUTH attempts.", total.get("auth_failures", 0))
+    metric("aura_relay_auth_rate_limited_total", "counter", "AUTH attempts refused unverified (flood).",
+           total.get("auth_rate_limited", 0))
+    metric("aura_relay_delivered_remote_total", "counter", "Frames delivered for another worker.",
+           total.get("delivered_remote", 0))
     metric("aura_relay_forwards_total", "counter", "Frames charged and forwarded.", total.get("forwarded", 0))
     metric("aura_relay_forwarded_bytes_total", "counter", "Payload bytes forwarded.",
            total.get("forwarded_bytes", 0))
