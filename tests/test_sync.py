@@ -214,11 +214,24 @@ def test_codec_rejects_noncanonical_and_oversize():
 
 
 def test_root_counts_size_the_first_split():
+    from aura_core.journal.reconcile import Reconciler
+
     a = store_with(range(5000))
-    one_sided = store_with(range(100, 5000))
-    sa, sb = pump(a, one_sided)
-    first_split = len(sb.data_to_send()) == 0 and sa.stats.round_trips
-    assert a.digest(CTX) == one_sided.digest(CTX) and first_split <= 2
+    behind = store_with(range(100, 5000))
+    ra, rb = Reconciler(a.sorted_ids()), Reconciler(behind.sorted_ids())
+    assert rb._root_estimate(ra.root_counts()) == 100.0  # one-sided: every difference counted
+    assert rb._root_estimate(b"") == 8.0                  # no counts: the default guess
+    diverged = Reconciler(store_with(range(50, 5050)).sorted_ids())
+    assert diverged._root_estimate(ra.root_counts()) > 50
+    sa = SyncSession(a.view(CTX), "B", initiator=True)
+    sb = SyncSession(behind.view(CTX), "A", initiator=False)
+    sa.start()
+    [hello] = sa.data_to_send()
+    assert len(decode_message(hello).counts) == 32
+    sb.receive(hello)
+    [reply] = sb.data_to_send()
+    [split] = decode_message(reply).splits
+    assert (split.k, split.b) == (0, 8)  # 2 cells per counted difference at the root
 
 
 # -- hostile peers -------------------------------------------------------------------------
