@@ -269,6 +269,8 @@ def test_epoch_rotation_mid_stream():
     async def main():
         w = await World().start(direct=(False, False))
         try:
+            first_channel = w.a.channel_id
+            assert first_channel == w.b.channel_id and len(first_channel) == 32
             ab, ba = Stream(w.a, w.b, b"AB"), Stream(w.b, w.a, b"BA")
             await asyncio.gather(ab.send(100, pause_every=10), ba.send(100, pause_every=10),
                                  w.a.rotate(2))
@@ -276,6 +278,7 @@ def test_epoch_rotation_mid_stream():
             await ab.done()
             await ba.done()
             assert w.a.epoch == w.b.epoch == 2
+            assert w.a.channel_id == w.b.channel_id and w.a.channel_id != first_channel
             assert w.a._sessions.current.epoch == w.b._sessions.current.epoch == 2
         finally:
             await w.close()

@@ -391,6 +391,8 @@ class PeerConnection:
         self._peer_identity: PublicIdentity | None = None
         self._context_key: ContextKey | None = None
         self.epoch = session.epoch or 0
+        self.channel_id: bytes | None = None  # Hash32 of the handshake (ChannelEstablished fact)
+        self._pending_cids: dict[int, bytes] = {}
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -407,7 +409,7 @@ class PeerConnection:
         relay.register(context, peer.authority_id,
                        lambda b: inbox.put_nowait(b) if not inbox.full() else None)
         try:
-            session, answered = await asyncio.wait_for(
+            session, answered, cid = await asyncio.wait_for(
                 _handshake(relay, inbox, identity, peer, context_key, context, epoch, initiator),
                 cfg.handshake_timeout)
         except asyncio.TimeoutError:
@@ -422,6 +424,7 @@ class PeerConnection:
             conn._replies[answered.initiation] = answered.reply
             conn._last_initiation = answered.timestamp
         conn.epoch = epoch
+        conn.channel_id = cid
         conn._note(f"channel up over the relay (epoch {epoch}, "
                    f"{'initiator' if initiator else 'responder'})")
         await conn.start()
@@ -536,12 +539,13 @@ class PeerConnection:
         automatically).  Traffic continues; frames of the old session still open."""
         if self._identity is None or self._peer_identity is None or self._context_key is None:
             raise UsageError("rotate needs a connection made with establish()")
-        session, _ = await asyncio.wait_for(
+        session, _, cid = await asyncio.wait_for(
             _handshake(self.relay, self._hs_inbox, self._identity, self._peer_identity,
                        self._context_key, self.context, epoch, True),
             self.config.handshake_timeout)
         self._sessions.add(session, confirmed=True)
         self.epoch = epoch
+        self.channel_id = cid
         self._note(f"epoch rotated to {epoch} (initiator)")
         await self._send_now(encode_ctrl(CTRL_KEEPALIVE))  # confirms the new keys to the peer
 
@@ -663,6 +667,7 @@ class PeerConnection:
             return
         if self._sessions.confirm(session):
             self.epoch = session.epoch if session.epoch is not None else self.epoch
+            self.channel_id = self._pending_cids.pop(session.local_index, self.channel_id)
             self._note(f"peer confirmed the rotated session: epoch {self.epoch} (responder)")
         direct = path is not None
         self.stats["direct_in" if direct else "relay_in"] += 1
@@ -697,6 +702,7 @@ class PeerConnection:
             self._last_initiation = answered.timestamp
             await self.relay.send(self.context, self.peer, [reply])
             self._sessions.add(session, confirmed=False)  # sends switch on the peer's first frame
+            self._pending_cids[session.local_index] = answered.channel_id
             self._note(f"answered a re-handshake at epoch {epoch}")
             return
         self.stats["noise_drops"] += 1
@@ -980,13 +986,15 @@ class _Answered:
     initiation: bytes
     reply: bytes
     timestamp: int
+    channel_id: bytes
 
 
 async def _handshake(relay: RelayLink, inbox: asyncio.Queue[bytes], identity: IdentityKey,
                      peer: PublicIdentity, context_key: ContextKey, context: ContextId,
                      epoch: int, initiator: bool, not_after: int | None = None
-                     ) -> tuple[DatagramSession, _Answered | None]:
-    """One IKpsk2 exchange over the relay: ``(session, what the responder answered | None)``.
+                     ) -> tuple[DatagramSession, _Answered | None, bytes]:
+    """One IKpsk2 exchange over the relay: ``(session, what the responder answered | None,
+    channel id)``.
 
     The initiator's offer carries a wall-clock timestamp (ns), so a recorded initiation cannot
     be replayed to a responder that remembers the last one it accepted (``not_after``)."""
@@ -1011,7 +1019,8 @@ async def _handshake(relay: RelayLink, inbox: asyncio.Queue[bytes], identity: Id
                 continue
             hs.read_message(msg)
             hs.negotiated  # VersionError if incompatible
-            return hs.datagram_session(index, sender, now=loop.time()), None
+            return (hs.datagram_session(index, sender, now=loop.time()), None,
+                    hs.channel_id.digest)
     while True:
         data = await inbox.get()
         try:
@@ -1020,7 +1029,7 @@ async def _handshake(relay: RelayLink, inbox: asyncio.Queue[bytes], identity: Id
         except _HS_ERRORS:
             continue
         await relay.send(context, peer.authority_id, [answered.reply])
-        return session, answered
+        return session, answered, answered.channel_id
 
 
 def _respond(data: bytes, identity: IdentityKey, peer: PublicIdentity, context_key: ContextKey,
@@ -1036,4 +1045,4 @@ def _respond(data: bytes, identity: IdentityKey, peer: PublicIdentity, context_k
     index = _new_index()
     reply = frame_response(index, sender, hs.write_message())
     session = hs.datagram_session(index, sender, now=asyncio.get_running_loop().time())
-    return session, _Answered(bytes(data), reply, remote.timestamp)
+    return session, _Answered(bytes(data), reply, remote.timestamp, hs.channel_id.digest)
