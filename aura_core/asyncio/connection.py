@@ -21,8 +21,10 @@ sides punch at once, as libp2p DCUtR does), punch, then QUIC over the punched so
 initiator is the QUIC client) and a Noise-sealed ``PATH_HELLO`` each way: the path is verified
 when a frame that opens under the channel's keys arrives over it.  A peer that receives a
 ``PUNCH_REQUEST`` assists (punches back) even if its own actor is idle; a path it so verifies
-is kept warm as a standby and used the moment its own actor starts an attempt.  One upgrade runs
-at a time per connection, which bounds what a peer's requests can make us do.
+is kept warm as a standby: the peer's address on it is a peer-reflexive candidate (a new
+candidate sub-generation), so the idle actor starts an attempt that succeeds at once.  One upgrade
+runs at a time per connection, which bounds what a peer's requests can make us do.  When UDP is
+unavailable, a ``WebSocketDirect`` hint gives a direct WebSocket instead (module wsdirect).
 
 On the direct path both sides send a sealed ``KEEPALIVE`` when they have sent nothing for
 ``keepalive_interval`` (it also holds the NAT mapping); nothing authenticated received for
@@ -36,9 +38,12 @@ Control records (the PathSwitcher's CTRL, inside Noise; docs/wire.md "Path recor
     KEEPALIVE     = 0x03 0x03
     CLOSE         = 0x03 0x04          (sent by close() after a flush: the peer stops too)
 
-Handshakes ride the relay as the Noise binding's UDP handshake datagrams (type 1 / type 2);
-:meth:`PeerConnection.rotate` re-handshakes at a new epoch without stopping traffic (the old
-session keeps opening frames still in flight).
+Handshakes ride the relay as the Noise binding's UDP handshake datagrams (type 1 / type 2; the
+initiation is resent every 0.5 s until answered, and an identical resend gets the cached
+answer).  :meth:`PeerConnection.rotate` re-handshakes at a new epoch (or the same one: the
+initiator rekeys by itself before REKEY_AFTER_TIME) without stopping traffic: the old session
+keeps opening frames still in flight, and the responder switches its sending keys only when a
+frame opens under the new session (as WireGuard does); the offer's timestamp refuses replays.
 """
 
 from __future__ import annotations
