@@ -218,10 +218,10 @@ def test_root_counts_size_the_first_split():
 
     a = store_with(range(5000))
     behind = store_with(range(100, 5000))
-    ra, rb = Reconciler(a.sorted_ids()), Reconciler(behind.sorted_ids())
+    ra, rb = Reconciler(a.sorted_ids(CTX)), Reconciler(behind.sorted_ids(CTX))
     assert rb._root_estimate(ra.root_counts()) == 100.0  # one-sided: every difference counted
     assert rb._root_estimate(b"") == 8.0                  # no counts: the default guess
-    diverged = Reconciler(store_with(range(50, 5050)).sorted_ids())
+    diverged = Reconciler(store_with(range(50, 5050)).sorted_ids(CTX))
     assert diverged._root_estimate(ra.root_counts()) > 50
     sa = SyncSession(a.view(CTX), "B", initiator=True)
     sb = SyncSession(behind.view(CTX), "A", initiator=False)
