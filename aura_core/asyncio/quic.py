@@ -73,6 +73,7 @@ STREAM_ID: Final = 0  # the client's first bidirectional stream carries the chan
 _LEN: Final = struct.Struct(">H")
 _COOKIE: Final = b"\x21\x12\xa4\x42"
 _SMALLEST_INITIAL: Final = 1200  # RFC 9000 §14.1: a client Initial is padded to 1200 bytes
+_MAX_PUNCHED_FROM: Final = 4096  # addresses remembered from authenticated punches
 
 
 def classify(data: bytes) -> str:
@@ -369,6 +370,8 @@ class DirectEndpoint(asyncio.DatagramProtocol):
         self.stats["punch_ok"] += 1
         if ack is not None:
             self._sendto(ack, addr)  # tell the peer its punch reached us
+        if addr not in self._punched_from and len(self._punched_from) >= _MAX_PUNCHED_FROM:
+            del self._punched_from[next(iter(self._punched_from))]  # oldest first: bounded
         self._punched_from[addr] = event.peer
         state = self._punching.get(event.peer)
         if state is None:
