@@ -25,46 +25,65 @@ class Measurement:
     note: str = ""
 
 
-def measure(run: Callable[[], int], *, sample_seconds: float = 0.2, samples: int = 5,
-            clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
-    """Median operations/second of ``run`` over ``samples`` timed samples of ~``sample_seconds``."""
-    # Calibrate: how many batches fill one sample.
+def _calibrate(run: Callable[[], int], sample_seconds: float,
+               clock: Callable[[], float]) -> int:
+    """How many calls of ``run`` fill one sample of about ``sample_seconds``."""
     batches = 1
     while True:
         t0 = clock()
-        ops = sum(run() for _ in range(batches))
+        for _ in range(batches):
+            run()
         elapsed = clock() - t0
         if elapsed >= sample_seconds / 4 or batches >= 1 << 20:
             break
         batches *= 4
-    if elapsed > 0:
-        batches = max(1, int(batches * sample_seconds / elapsed))
-    rates = []
-    for _ in range(samples):
-        t0 = clock()
-        ops = sum(run() for _ in range(batches))
-        elapsed = clock() - t0
-        rates.append(ops / elapsed if elapsed > 0 else float("inf"))
-    return statistics.median(rates), samples
+    return max(1, int(batches * sample_seconds / elapsed)) if elapsed > 0 else batches
+
+
+def _sample(run: Callable[[], int], batches: int, clock: Callable[[], float]) -> float:
+    t0 = clock()
+    ops = 0
+    for _ in range(batches):
+        ops += run()
+    elapsed = clock() - t0
+    return ops / elapsed if elapsed > 0 else float("inf")
+
+
+def measure(run: Callable[[], int], *, sample_seconds: float = 0.2, samples: int = 5,
+            clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
+    """Median operations/second of ``run`` over ``samples`` timed samples of ~``sample_seconds``."""
+    batches = _calibrate(run, sample_seconds, clock)
+    return statistics.median(_sample(run, batches, clock) for _ in range(samples)), samples
 
 
 def run_groups(groups: list[Group], *, sample_seconds: float = 0.2, samples: int = 5,
-               progress: TextIO | None = sys.stderr) -> list[Measurement]:
+               progress: TextIO | None = sys.stderr,
+               clock: Callable[[], float] = time.perf_counter) -> list[Measurement]:
+    """Measure every contender of every group.
+
+    Contenders of one group are measured *interleaved*: each round takes one sample of every
+    contender (in rotating order), so on a shared, noisy machine a burst of load hits all of
+    them alike and the ratios stay meaningful.  The rate kept is the median over rounds.
+    """
     results: list[Measurement] = []
-    total = sum(len(g.contenders) for g in groups)
-    done = 0
-    for group in groups:
+    total = len(groups)
+    for n, group in enumerate(groups, 1):
+        live = [c for c in group.contenders if isinstance(c, Contender)]
+        if progress is not None:
+            progress.write(f"\r[{n}/{total}] {group.key}".ljust(78)[:78])
+            progress.flush()
+        batches = {c.name: _calibrate(c.run, sample_seconds, clock) for c in live}
+        rates: dict[str, list[float]] = {c.name: [] for c in live}
+        for r in range(samples):
+            shift = r % len(live) if live else 0
+            for c in live[shift:] + live[:shift]:
+                rates[c.name].append(_sample(c.run, batches[c.name], clock))
         for c in group.contenders:
-            done += 1
-            if progress is not None:
-                progress.write(f"\r[{done}/{total}] {group.key}: {c.name}".ljust(78)[:78])
-                progress.flush()
             if isinstance(c, Skipped):
                 results.append(Measurement(group.key, c.name, c.role, None, group.unit, 0, c.reason))
-                continue
-            assert isinstance(c, Contender)
-            rate, n = measure(c.run, sample_seconds=sample_seconds, samples=samples)
-            results.append(Measurement(group.key, c.name, c.role, rate, group.unit, n))
+            else:
+                results.append(Measurement(group.key, c.name, c.role,
+                                           statistics.median(rates[c.name]), group.unit, samples))
     if progress is not None:
         progress.write("\r" + " " * 78 + "\r")
         progress.flush()
