@@ -104,6 +104,7 @@ def main() -> None:
     def test_one_input(data: bytes) -> None:
         check_one(data)
 
+    atheris.instrument_all()  # Python-level coverage (the façade and the reference) guides it
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 
