@@ -32,6 +32,7 @@ GENERATORS: dict[str, str] = {
     "foundation.json": "aura_core.vectors_foundation:generate",
     "rendezvous/descriptors.json": "aura_core.rendezvous.vectors:generate",
     "receipts.json": "aura_core.vectors_receipts:generate",
+    "dagcbor/aura-negative.json": "aura_core.vectors_dagcbor:generate_negative",
 }
 
 
