@@ -70,6 +70,7 @@ class RawLink(asyncio.Protocol):
         self.latencies = latencies
         self.received = 0
         self.closed = False
+        self.since = 0
         transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
@@ -97,7 +98,9 @@ class RawLink(asyncio.Protocol):
             if op == 2 and buf[pos] == 0x11:  # DELIVER (RECEIPTs are not counted)
                 count += 1
                 if lat is not None and b1 >= HEADER + 8:
-                    lat.append(time.perf_counter_ns() - _T.unpack_from(buf, pos + HEADER)[0])
+                    ts = _T.unpack_from(buf, pos + HEADER)[0]
+                    if ts >= self.since:  # frames of an earlier measurement are not counted
+                        lat.append(time.perf_counter_ns() - ts)
             elif op == 9:  # ping -> pong
                 self.transport.write(client_frame_op(0x8A, bytes(buf[pos:pos + b1])))
             elif op == 8:
@@ -239,7 +242,21 @@ class Harness:
         pad = b"\0" * (FRAME - 8)
         senders = list(zip(self.senders, self._heads))
 
+        async def settle() -> None:  # until nothing more arrives (a backlog drains first)
+            last = -1
+            for _ in range(100):
+                got = sum(r.received for r in self.receivers)
+                if got == last:
+                    return
+                last = got
+                await asyncio.sleep(0.2)
+
         async def go() -> None:
+            await settle()
+            start_ns = time.perf_counter_ns()
+            for r in self.receivers:
+                r.since = start_ns
+            self.latencies.clear()
             end = time.perf_counter() + seconds
             nxt = time.perf_counter()
             carry = 0.0
@@ -255,7 +272,7 @@ class Harness:
                     t.write(head + stamp + pad)
                 nxt += tick
                 await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
-            await asyncio.sleep(0.5)
+            await settle()
 
         asyncio.run_coroutine_threadsafe(go(), self.loop).result(seconds + 30)
         return sorted(x / 1e9 for x in self.latencies)
