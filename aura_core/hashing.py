@@ -36,6 +36,7 @@ class Tag:
     RECEIPT: Final = b"aura.receipt.v1"
     COMMIT: Final = b"aura.commit.v1"
     DIGEST: Final = b"aura.digest.v1"
+    FORWARD: Final = b"aura.forward.v1"
 
 
 def _personal(tag: bytes) -> bytes:

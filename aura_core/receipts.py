@@ -62,7 +62,7 @@ TRANSCRIPT_LEN: Final = _receipt.TRANSCRIPT_LEN  # 152
 FACT_TYPE: Final = "aura.receipt"
 FACT_VERSION: Final = 1
 # BLAKE2b personalization of relay-window commitments (docs/wire.md "Relay receipts").
-FORWARD_TAG: Final = b"aura.forward.v1"
+FORWARD_TAG: Final = Tag.FORWARD
 ENVELOPE_ID_LEN: Final = 32
 DEFAULT_WINDOW: Final = 1.0  # seconds a relay window stays open
 DEFAULT_WINDOW_COST: Final = 1 << 20  # a window closes early at this much cost
