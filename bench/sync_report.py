@@ -102,6 +102,8 @@ def main() -> None:
     extra = iter(range(args.n, 10 * args.n))
     for shape in args.shapes.split(","):
         for d in map(int, args.diffs.split(",")):
+            if shape == "diverged" and d < 2:
+                continue  # one difference cannot be on both sides
             bpath = os.path.join(tmp, "b.db")
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(bpath + suffix):
