@@ -71,7 +71,9 @@ class CapabilityIssuer:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != 32:
             raise InvalidValue("a root key seed is 32 bytes")
-        self._kp = _bis.KeyPair.from_private_key(_bis.PrivateKey.from_bytes(bytes(seed), _bis.Algorithm.Ed25519))
+        # (biscuit-python's bundled stubs lag its runtime signatures; hence the ignores)
+        key = _bis.PrivateKey.from_bytes(bytes(seed), _bis.Algorithm.Ed25519)  # type: ignore[call-arg,attr-defined]
+        self._kp = _bis.KeyPair.from_private_key(key)
 
     @property
     def public_key(self) -> bytes:
@@ -89,8 +91,8 @@ class CapabilityIssuer:
         return bytes(b.build(self._kp.private_key).to_bytes())
 
 
-def _root(public_key: bytes) -> object:
-    return _bis.PublicKey.from_bytes(bytes(public_key), _bis.Algorithm.Ed25519)
+def _root(public_key: bytes) -> _bis.PublicKey:
+    return _bis.PublicKey.from_bytes(bytes(public_key), _bis.Algorithm.Ed25519)  # type: ignore[call-arg,attr-defined]
 
 
 def attenuate(token: bytes, root_public_key: bytes, *, capabilities: Iterable[str] | None = None,
@@ -100,7 +102,7 @@ def attenuate(token: bytes, root_public_key: bytes, *, capabilities: Iterable[st
         t = _bis.Biscuit.from_bytes(bytes(token), _root(root_public_key))
     except Exception as exc:  # biscuit's own errors: malformed or forged token
         raise AuthorizationError() from exc
-    blk = _bis.BlockBuilder()
+    blk = _bis.BlockBuilder()  # type: ignore[call-arg]
     if capabilities is not None:
         names = ", ".join('"%s"' % c for c in _names(capabilities))
         blk.add_check(_bis.Check("check if operation($op), [%s].contains($op)" % names))

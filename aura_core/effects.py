@@ -52,7 +52,7 @@ class _Leakage(Protocol):
 
 
 class _Journal(Protocol):
-    def merge(self, ctx: Any, bodies: Any, *, ack_tracked: bool = ..., strict: bool = ...) -> Any: ...
+    def merge(self, ctx: Any, bodies: Any, *, ack_tracked: Any = ..., strict: bool = ...) -> Any: ...
 
 
 @dataclass
@@ -83,19 +83,18 @@ def check_order(effects: Sequence[EffectCommand]) -> None:
     sent = False
     contexts = set()
     for e in effects:
-        t = type(e)
-        if t is ChargeBudget:
+        if isinstance(e, ChargeBudget):
             charged.add((e.context, e.peer))
-        elif t is SendEnvelope:
+        elif isinstance(e, SendEnvelope):
             if (e.context, e.peer) not in charged:
                 raise UsageError("send before its budget charge")
             sent = True
-        elif t is AppendFact:
+        elif isinstance(e, AppendFact):
             if sent:
                 raise UsageError("journal append after a send")
             contexts.add(e.context)
-        elif t is not RecordLeakage and t is not RecordReceipt:
-            raise UsageError(f"unknown effect {t.__name__}")
+        elif not isinstance(e, (RecordLeakage, RecordReceipt)):
+            raise UsageError(f"unknown effect {type(e).__name__}")
     if len(contexts) > 1:
         raise UsageError("one outcome appends to one context journal")
 
@@ -112,20 +111,19 @@ def run_local(effects: Sequence[EffectCommand], h: EffectHandlers) -> LocalResul
     sends: list[SendEnvelope] = []
     try:
         for e in effects:
-            t = type(e)
-            if t is ChargeBudget:
+            if isinstance(e, ChargeBudget):
                 flow_res.append(h.flow.reserve(e.context, e.peer, e.cost))
-            elif t is RecordLeakage:
+            elif isinstance(e, RecordLeakage):
                 if h.leakage is None:
                     raise UsageError("no leakage ledger for a RecordLeakage effect")
                 leak_res.append(h.leakage.reserve(e.context, e.cost))
-            elif t is AppendFact:
+            elif isinstance(e, AppendFact):
                 facts.setdefault(e.ack_tracked, []).append(e.fact)
                 ctx = e.context
-            elif t is RecordReceipt:
+            elif isinstance(e, RecordReceipt):
                 receipts_todo.append(e)
             else:
-                sends.append(e)  # type: ignore[arg-type]
+                sends.append(e)
     except BudgetError as exc:
         _release(h, flow_res, leak_res)
         return LocalResult(False, failure=Failure.BLOCK, error=exc)

@@ -158,7 +158,8 @@ class GuardSnapshot:
     capabilities: frozenset[str]
     flow: Mapping[AuthorityId, int]
     leakage: LeakageBudget = NO_LEAKAGE
-    _static: dict = field(default_factory=dict, compare=False, repr=False)
+    _static: dict[SendIntent, tuple[tuple[EffectCommand, ...], RecordReceipt]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def prepare(
@@ -216,16 +217,17 @@ def journal_coupler(s: GuardSnapshot, intent: SendIntent, envelope: bytes,
     """The ordered effects of an allowed send: charge, leakage, facts, receipt, send."""
     static = s._static.get(intent)
     if static is None:  # per (snapshot, intent) constant: built once, reused by every send
-        head = [ChargeBudget(s.context, intent.peer, intent.cost)]
+        charge: tuple[EffectCommand, ...] = (ChargeBudget(s.context, intent.peer, intent.cost),)
         if not intent.leakage.is_zero:
-            head.append(RecordLeakage(s.context, intent.leakage))
+            charge += (RecordLeakage(s.context, intent.leakage),)
         receipt = RecordReceipt(s.context, intent.peer, intent.cost, s.epoch,
                                 intent.operation or intent.capability)
-        static = s._static[intent] = (tuple(head), receipt)
-    head, receipt = static
+        static = s._static[intent] = (charge, receipt)
+    head: tuple[EffectCommand, ...] = static[0]
+    receipt = static[1]
     send = SendEnvelope(s.context, intent.peer, envelope)
     if facts:
-        appends = tuple(AppendFact(s.context, f, ack_tracked) for f in facts)
+        appends: tuple[EffectCommand, ...] = tuple(AppendFact(s.context, f, ack_tracked) for f in facts)
         return head + appends + (receipt, send)
     return head + (receipt, send)
 

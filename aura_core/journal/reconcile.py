@@ -464,9 +464,9 @@ class Reconciler:
                 self._queue_split(k, int.from_bytes(h, "big") >> (BITS - k) if k else 0, est=2)
         for k, p, key in m.want_keys:
             lo, hi = range_bounds(k, p)
-            h = self._find_low(self.ids.index(lo), self.ids.index(hi), key)
-            if h:
-                self.push_ids.append(h)  # type: ignore[arg-type]
+            found = self._find_low(self.ids.index(lo), self.ids.index(hi), key)
+            if isinstance(found, bytes):
+                self.push_ids.append(found)
             else:
                 self._queue_split(k, p, est=2)
         for k, p in m.want_ranges:
@@ -520,13 +520,14 @@ class Reconciler:
             self.want_ranges.append((k, p))
         elif oc - tc == 1:  # we hold exactly one extra, if pure: its key is the sum difference
             diff = (os - ts) % mod
+            found: bytes | bool | None
             if mod == MOD256:
                 h = diff.to_bytes(32, "big")
                 found = h if self.ids.contains(h) else None
             else:
-                found = self._find_low(i, j, diff) or None
-            if found is not None:
-                self.push_ids.append(found)  # type: ignore[arg-type]
+                found = self._find_low(i, j, diff)
+            if isinstance(found, bytes):
+                self.push_ids.append(found)
             else:
                 self._queue_split(k, p, est)
         elif tc - oc == 1:  # they hold exactly one extra
@@ -582,7 +583,7 @@ class Reconciler:
         self.wanted += len(m.want_ids) + len(m.want_keys) + len(m.want_ranges)
         room = lim.max_facts
         if self.push_ids and budget > 0:
-            take = []
+            take: list[bytes] = []
             while self.push_ids and len(take) < room:
                 take.append(self.push_ids.popleft())
             bodies = fetch_ids(take)

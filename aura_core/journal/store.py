@@ -224,7 +224,7 @@ class JournalStore:
         result.inserted = [row[1] for row in rows]
         return result
 
-    def _only_new(self, c: bytes, rows: list[tuple[bytes, bytes, bytes, int]]) -> list:
+    def _only_new(self, c: bytes, rows: list[tuple[bytes, bytes, bytes, int]]) -> list[tuple[bytes, bytes, bytes, int]]:
         have: set[bytes] = set()
         for i in range(0, len(rows), 500):
             chunk = [r[1] for r in rows[i:i + 500]]
@@ -303,6 +303,7 @@ class JournalStore:
     def facts_in_range(self, ctx: object, lo: bytes, hi: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
         """(hash, body) with lo <= hash < hi (hi None: no upper bound), at most ``limit``."""
         c = _ctx(ctx)
+        args: tuple[object, ...]
         if hi is None:
             q, args = "SELECT h, body FROM facts WHERE ctx = ? AND h >= ? ORDER BY h LIMIT ?", (c, lo, limit)
         else:
