@@ -29,6 +29,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final
 
+from .. import dagcbor as _dagcbor
 from ..cid import CID
 from ..errors import InvalidValue, JournalError
 from .digest import ID_LEN, JournalDigest
@@ -74,9 +75,7 @@ def hash_of_cid(cid: object) -> bytes:
 
 def dagcbor_validator(body: bytes) -> object:
     """Default validator: the strict DAG-CBOR decoder (rejects every non-canonical form)."""
-    from .. import dagcbor  # imported late: the codec is a sibling part of the package
-
-    return dagcbor.decode(body)
+    return _dagcbor.decode(body)
 
 
 @dataclass
@@ -126,7 +125,8 @@ class JournalStore:
         mode = synchronous.upper()
         if mode not in SYNCHRONOUS_MODES:
             raise InvalidValue(f"synchronous must be one of {SYNCHRONOUS_MODES}")
-        self.validator = validator
+        # the default resolves to the compiled decoder itself: no Python frame per fact
+        self.validator = _dagcbor.decode if validator is dagcbor_validator else validator
         self.max_fact_size = max_fact_size
         self._digests: dict[bytes, JournalDigest] = {}
         self._snapshots: dict[bytes, tuple[JournalDigest, SortedIds]] = {}
@@ -203,9 +203,7 @@ class JournalStore:
                     db.execute("BEGIN IMMEDIATE")
                     db.executemany(_INSERT, rows)
                 digest = self.digest(c)
-                added = 0
-                for row in rows:
-                    added += int.from_bytes(row[1], "big")
+                added = sum([int.from_bytes(row[1], "big") for row in rows])
                 new = digest.add_many(len(rows), added)
                 if rows:
                     db.execute(
