@@ -293,8 +293,7 @@ def _contender(kind: str) -> Callable[[], Callable[[], int]]:
         def run() -> int:
             h = _harnesses.get(kind)
             if h is None:  # started lazily: discovering the suite costs nothing
-                for other in list(_harnesses):  # one server at a time on a shared machine
-                    _harnesses.pop(other).close()
+                # the others stay up (idle): runners may interleave contenders' samples
                 h = _harnesses[kind] = Harness(kind)
                 for _ in range(5):  # warm up (connections, windows, allocator) before timing
                     h.push()
