@@ -223,3 +223,24 @@ def test_websocket_client_gets_a_receipt_after_the_frames_it_covers():
     assert r.cost == 50 and r.dst == B.authority_id and r2.cost == 30 and r2.prev == r.hash()
     assert r.commit == forward_commitment(b.envelope_ids[:50])
     assert b.receipt_checks == [True, True]
+
+
+def test_windows_close_at_max_cost_at_once_and_polls_in_slices():
+    w = ReceiptWindows(window=1.0, max_cost=4)
+    frames = {}
+    for d in range(6):
+        dst = bytes([d]) * 16
+        frames[dst] = [encode_deliver(bytes(CTX), bytes(A.authority_id), b"%d-%d" % (d, i)) for i in range(3)]
+        for f in frames[dst]:
+            w(bytes(CTX), bytes(A.authority_id), dst, f, 0.0)
+    full_dst = bytes([9]) * 16
+    for i in range(4):
+        w(bytes(CTX), bytes(A.authority_id), full_dst, encode_deliver(bytes(CTX), bytes(A.authority_id), b"f"), 0.5)
+    assert [c.dst for c in w.ready] == [full_dst]  # closed the moment it reached max_cost
+    first = w.poll(1.0, max_ids=5)  # the full one, then due windows until 5 ids are committed
+    assert [c.dst for c in first] == [full_dst, bytes([0]) * 16, bytes([1]) * 16]
+    rest = w.poll(1.0)
+    assert [c.dst for c in rest] == [bytes([d]) * 16 for d in range(2, 6)]
+    for c in first[1:] + rest:
+        assert c.cost == 3 and c.commit == forward_commitment(envelope_id(f) for f in frames[c.dst])
+    assert w.poll(5.0) == [] and w.next_deadline() is None

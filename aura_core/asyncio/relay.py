@@ -493,6 +493,9 @@ class RelayServer:
                     asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, link)
         elif core.remote_out:
             self._flush_remote(now)
+        windows = self.windows
+        if windows is not None and windows.ready:  # a window reached max_cost
+            self._close_windows(windows.take_ready())
         if reply is not None:
             ws = link.ws
             ws.protocol.send_binary(reply)
@@ -575,6 +578,8 @@ class RelayServer:
                     link = self._links.get(conn_id)
                     if link is not None:
                         link.samples.append((core.enqueued_count(conn_id), t0))
+            if self.windows is not None and self.windows.ready:
+                self._close_windows(self.windows.take_ready())
         elif kind == M_JOIN:
             authority, stamp, n = body[:16], int.from_bytes(body[16:24], "big"), body[24]
             ctxs = [body[25 + 16 * i:41 + 16 * i] for i in range(n)]
@@ -604,9 +609,12 @@ class RelayServer:
         period = min(0.25, self.windows.window / 4)
         while True:
             await asyncio.sleep(period)
-            closes = self.windows.poll(_clock())
-            if closes:
+            now = _clock()
+            closes = self.windows.poll(now, max_ids=4096)
+            while closes:  # in slices, yielding between them: no long pause for the frames
                 self._close_windows(closes)
+                await asyncio.sleep(0)
+                closes = self.windows.poll(now, max_ids=4096)
 
     def _close_windows(self, closes: list[WindowClose]) -> None:
         for close in closes:
