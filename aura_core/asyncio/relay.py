@@ -833,6 +833,7 @@ def _worker_main(s: NodeSettings, worker: int, workers: int, mesh: dict[int, soc
         # re-scanning it (fewer, shorter pauses on the forwarding path)
         gc.collect()
         gc.freeze()
+        gc.set_threshold(50_000, 50, 100)  # fewer young-generation passes on the hot path
         ctrl.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=ctrl)
         writer.write(b"ready\n")
