@@ -192,3 +192,38 @@ def test_auth_attempts_are_rate_limited_before_any_crypto():
     assert busy[:2] == MsgType.ERROR.value + bytes([3]) and core.authority_of(3) is None
     assert core.metrics.auth_rate_limited == 1
     assert _join(core, 4, C, now=1.5)[:1] == MsgType.WELCOME.value  # refilled
+
+
+# -- bad input never escapes the receive path ---------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+_MESSAGES = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda c, d, p: encode_send(c, d, p), st.sampled_from([CTX, OTHER_CTX]),
+              st.sampled_from([A.authority_id, B.authority_id, C.authority_id]), st.binary(max_size=150)),
+    st.builds(lambda t, p: t + p, st.sampled_from([b"\x02", b"\x10", b"\x11", b"\x12"]), st.binary(max_size=120)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_MESSAGES, min_size=1, max_size=8), st.booleans())
+def test_random_messages_are_dropped_or_refused_never_raised(messages, authenticate_first):
+    core, seen = _core(max_frame=150)
+    _join(core, 2, B)
+    if authenticate_first:
+        _join(core, 1, A)
+    else:
+        core.connect(1, 0.0)
+    before = core.metrics.forwarded
+    for m in messages:
+        wake, reply = core.receive(1, m, 1.0)
+        assert wake in ([], [1], [2])  # [1]: A may send to itself
+        assert reply is None or reply[:1] in (MsgType.ERROR.value, MsgType.WELCOME.value)
+    if not authenticate_first:
+        assert core.metrics.forwarded == before == 0 and not seen  # nothing without auth
+    # whatever was queued is a well-formed DELIVER from A
+    for frame in core.pop_outgoing(2, 1000) + core.pop_outgoing(1, 1000):
+        ctx, src, _ = decode_deliver(frame)
+        assert src == A.authority_id and ctx == CTX
