@@ -423,3 +423,37 @@ def test_shutdown_drains_frames_in_flight_between_workers():
     got, metrics = asyncio.run(_cross_worker_drain())
     assert [int.from_bytes(p[:4], "big") for p in got] == list(range(300))
     assert metrics[1].delivered_remote == 300 and metrics[1].drop_queue_full == 0
+
+
+async def _garbage():
+    from websockets.asyncio.client import connect
+
+    from aura_core.asyncio.relay import RelayClient, RelayServer
+
+    core = _core()
+    server = await RelayServer(core).start()
+    try:
+        a = await RelayClient.connect(server.url, KEYS[0], TOKEN, contexts=[CTX])
+        b = await RelayClient.connect(server.url, KEYS[1], TOKEN, contexts=[CTX])
+        await a._ws.send("a text message")                       # not our protocol
+        await a._ws.send([b"\x10" + bytes(CTX), bytes(KEYS[1].authority_id) + b"frag"])  # fragmented
+        await a._ws.send(b"\x10short")
+        await a.send(CTX, KEYS[1].authority_id, b"still works")
+        got = await asyncio.wait_for(b.recv(), 5)
+        raw = await connect(server.url, compression=None, proxy=None)  # unauthenticated garbage
+        await raw.recv()
+        await raw.send(b"\xff" * 64)
+        refusal = await raw.recv()
+        await asyncio.wait_for(raw.wait_closed(), 5)
+        await a.close()
+        await b.close()
+        return got, refusal, raw.close_code, core.metrics
+    finally:
+        await server.close()
+
+
+def test_server_survives_malformed_websocket_messages():
+    got, refusal, code, m = asyncio.run(_garbage())
+    assert got[2] == b"still works"
+    assert refusal[:2] == b"\x7f\x02" and code == 1008
+    assert m.drop_malformed >= 3 and m.forwarded == 1 and m.auth_failures == 1
