@@ -321,6 +321,7 @@ class RelayCore:
         self._remote: dict[bytes, tuple[int, frozenset[bytes]]] = {}
         self._auth_tokens = self.config.auth_burst
         self._auth_refilled: float | None = None
+        self.epoch = self.config.epoch
         if not guards:
             # benchmarks only: the same stack without per-frame guards (context, rate, budget,
             # receipts) -- the ceiling the guarded relay is measured against
@@ -371,6 +372,15 @@ class RelayCore:
     def conn_of(self, authority: bytes) -> int | None:
         conn = self._by_authority.get(authority)
         return conn.conn_id if conn else None
+
+    def rotate_epoch(self, epoch: int) -> bool:
+        """Enter a newer flow-budget epoch: every budget's spent resets (older: no-op)."""
+        if epoch <= self.epoch:
+            return False
+        self.epoch = epoch
+        for account in self.ledger.accounts():
+            account.rotate(epoch)
+        return True
 
     # -- the directory of authorities on other workers ------------------------------------
 
@@ -603,7 +613,9 @@ class RelayCore:
             cid = ContextId(ctx)
             account = self.ledger.account(cid, peer)
             if account is None:
-                account = self.ledger.open(cid, peer, self.config.budget_per_epoch, self.config.epoch)
+                account = self.ledger.open(cid, peer, self.config.budget_per_epoch, self.epoch)
+            else:
+                account.rotate(self.epoch)  # no-op unless it was opened in an older epoch
             conn.accounts[ctx] = account
         self._by_authority[authority] = conn
         self.metrics.authenticated += 1

@@ -244,3 +244,27 @@ def test_windows_close_at_max_cost_at_once_and_polls_in_slices():
     for c in first[1:] + rest:
         assert c.cost == 3 and c.commit == forward_commitment(envelope_id(f) for f in frames[c.dst])
     assert w.poll(5.0) == [] and w.next_deadline() is None
+
+
+def test_epoch_rotation_resets_budgets_and_restarts_receipt_chains():
+    core, windows = _core(budget_per_epoch=3)
+    signer = ReceiptSigner(RELAY_KEY)
+    _join(core, 1, A, _good())
+    _join(core, 2, B, _good())
+    sent = [core.receive(1, encode_send(CTX, B.authority_id, b"%d" % i), T0)[0] for i in range(5)]
+    assert sent == [[2], [2], [2], [], []] and core.metrics.drop_budget == 2
+    assert core.rotate_epoch(1) and not core.rotate_epoch(1)
+    old = [signer.sign(c) for c in windows.rotate(1)]
+    assert core.ledger.budget(CTX, A.authority_id).spent == 0
+    sent = [core.receive(1, encode_send(CTX, B.authority_id, b"%d" % i), T0)[0] for i in range(4)]
+    assert sent == [[2], [2], [2], []]  # the new epoch's budget, spent again
+    new = [signer.sign(c) for c in windows.flush()]
+    r_old, r_new = Receipt.from_bytes(old[0]), Receipt.from_bytes(new[0])
+    assert (r_old.epoch, r_old.nonce, r_old.cost) == (0, 1, 3)
+    assert (r_new.epoch, r_new.nonce, r_new.cost) == (1, 1, 3)  # the chain restarted
+    verify_chain([r_new], RELAY_KEY.public, epoch=1)
+    with pytest.raises(Exception):
+        verify_chain([r_old], RELAY_KEY.public, epoch=1)  # old-epoch receipts are invalid now
+    # an authority joining later gets the current epoch's budget
+    _join(core, 3, IdentityKey.from_seed(b"\x33" * 32), _good())
+    assert {b.epoch for b in (core.ledger.budget(CTX, k) for k in (A.authority_id,))} == {1}

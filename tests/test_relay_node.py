@@ -457,3 +457,39 @@ def test_server_survives_malformed_websocket_messages():
     assert got[2] == b"still works"
     assert refusal[:2] == b"\x7f\x02" and code == 1008
     assert m.drop_malformed >= 3 and m.forwarded == 1 and m.auth_failures == 1
+
+
+async def _epochs():
+    from aura_core.asyncio.relay import RelayClient, RelayServer
+
+    core = _core(budget_per_epoch=5)
+    server = await RelayServer(core, epoch_seconds=0.5, windows=ReceiptWindows(window=0.1),
+                               signer=ReceiptSigner(RELAY_KEY)).start()
+    try:
+        a = await RelayClient.connect(server.url, KEYS[0], TOKEN, contexts=[CTX])
+        b = await RelayClient.connect(server.url, KEYS[1], TOKEN, contexts=[CTX], track_ids=True)
+        if 0.5 - time.time() % 0.5 < 0.2:  # not right at a boundary: all ten in one epoch
+            await asyncio.sleep(0.25)
+        first_epoch = core.epoch
+        await a.send_many(CTX, KEYS[1].authority_id, [b"a%d" % i for i in range(10)])
+        got = [(await asyncio.wait_for(b.recv(), 5))[2] for _ in range(5)]
+        while core.epoch == first_epoch:
+            await asyncio.sleep(0.05)
+        await a.send_many(CTX, KEYS[1].authority_id, [b"b%d" % i for i in range(5)])
+        got += [(await asyncio.wait_for(b.recv(), 5))[2] for _ in range(5)]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(b.recv(), 0.6)
+        await a.close()
+        await b.close()
+        return got, first_epoch, core, b
+    finally:
+        await server.close()
+
+
+def test_wall_clock_epochs_reset_budgets():
+    got, first_epoch, core, b = asyncio.run(_epochs())
+    assert got == [b"a%d" % i for i in range(5)] + [b"b%d" % i for i in range(5)]
+    assert core.metrics.drop_budget == 5 and first_epoch > 0
+    receipts = [Receipt.from_bytes(r) for r in b.receipts]
+    assert sum(r.cost for r in receipts) == 10 and all(b.receipt_checks)
+    assert len({r.epoch for r in receipts}) >= 2  # a new chain per epoch

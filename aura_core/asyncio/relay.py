@@ -306,7 +306,8 @@ class RelayServer:
                  metrics_port: int | None = None, backpressure_wait: float = 0.05,
                  windows: ReceiptWindows | None = None, signer: ReceiptSigner | None = None,
                  worker: int = 0, workers: int = 1, mesh: dict[int, socket.socket] | None = None,
-                 sample_every: int = 16, drain_timeout: float = 10.0) -> None:
+                 sample_every: int = 16, drain_timeout: float = 10.0,
+                 epoch_seconds: float = 0.0) -> None:
         if (windows is None) != (signer is None):
             raise ValueError("receipts need both windows and signer")
         self.core = core
@@ -315,6 +316,8 @@ class RelayServer:
         self.write_timeout = write_timeout
         self.backpressure_wait = backpressure_wait
         self.drain_timeout = drain_timeout
+        # epochs by wall clock (every worker of a node agrees without talking): 0 = fixed
+        self.epoch_seconds = epoch_seconds
         self._high_water = max(1, core.config.queue_limit // 2)
         self.reuse_port = reuse_port
         self.metrics_port = metrics_port
@@ -356,6 +359,9 @@ class RelayServer:
                 lambda r, w: _serve_http_text(r, w, self._metrics_body), self.host, self.metrics_port)
             self.metrics_port = next(iter(self._metrics.sockets)).getsockname()[1]
         self._tasks.append(asyncio.create_task(self._reap()))
+        if self.epoch_seconds > 0:
+            self._rotate(self._wall_epoch())
+            self._tasks.append(asyncio.create_task(self._epoch_timer()))
         if self.windows is not None:
             self._tasks.append(asyncio.create_task(self._receipt_timer()))
         _log("relay_listening", worker=self.worker, host=self.host, port=self.port,
@@ -602,6 +608,24 @@ class RelayServer:
         elif kind == M_DRAINED:
             self.mesh[peer].drained.set()
 
+    # -- epochs ------------------------------------------------------------------------------
+
+    def _wall_epoch(self) -> int:
+        return int(time.time() // self.epoch_seconds)
+
+    def _rotate(self, epoch: int) -> None:
+        if not self.core.rotate_epoch(epoch):
+            return
+        if self.windows is not None:  # windows of the old epoch close (and get signed) under it
+            self._close_windows(self.windows.rotate(epoch))
+        _log("epoch", worker=self.worker, epoch=epoch)
+
+    async def _epoch_timer(self) -> None:
+        while True:
+            nxt = (self._wall_epoch() + 1) * self.epoch_seconds
+            await asyncio.sleep(max(0.001, nxt - time.time()))
+            self._rotate(self._wall_epoch())
+
     # -- receipts ----------------------------------------------------------------------------
 
     async def _receipt_timer(self) -> None:
@@ -756,6 +780,7 @@ class NodeSettings:
     auth_burst: float = 1_000.0
     budget: int = 1 << 40
     epoch: int = 0
+    epoch_seconds: float = 0.0      # > 0: epoch = floor(unix time / epoch_seconds)
     auth_timeout: float = 10.0
     write_timeout: float = 5.0
     drain_timeout: float = 10.0
@@ -802,7 +827,7 @@ def _build_server(s: NodeSettings, worker: int, workers: int,
         signer = ReceiptSigner(key, sink=sink)
     return RelayServer(core, s.host, s.port, write_timeout=s.write_timeout, reuse_port=True,
                        windows=windows, signer=signer, worker=worker, workers=workers, mesh=mesh,
-                       drain_timeout=s.drain_timeout)
+                       drain_timeout=s.drain_timeout, epoch_seconds=s.epoch_seconds)
 
 
 def _run_loop(main: Callable[[], Any], use_uvloop: bool) -> Any:
