@@ -285,7 +285,6 @@ _DATA = frozenset({Opcode.BINARY, Opcode.TEXT, Opcode.CONT})
 class _Link:
     ws: ServerConnection
     wake: asyncio.Event
-    drained: asyncio.Event
     writer: asyncio.Task[None] | None = None
     popped: int = 0
     samples: deque[tuple[int, float]] = field(default_factory=deque)
@@ -440,7 +439,7 @@ class RelayServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         conn_id = next(self._ids)
-        link = _Link(ws, asyncio.Event(), asyncio.Event())
+        link = _Link(ws, asyncio.Event())
         self._links[conn_id] = link
         core = self.core
         try:
@@ -679,7 +678,6 @@ class RelayServer:
                 while True:
                     frames = core.pop_outgoing(conn_id, 256)
                     if not frames:
-                        link.drained.set()
                         if link.blocked:
                             self._release_blocked(link)
                         break
