@@ -1,9 +1,12 @@
 """WebSocket relay server, its multi-worker node, and the client (the relay's only I/O).
 
 One :class:`RelayServer` per worker process feeds each binary WebSocket message to its
-:class:`~aura_core.relay.RelayCore`; one writer task per connection drains that connection's
-queue in batches (one socket write per batch) with a write timeout, so a reader that is too
-slow is disconnected instead of growing memory.
+:class:`~aura_core.relay.RelayCore` synchronously, as websockets parses it (no per-message
+future or task); back-pressure is per message (a sender whose destination queue is half full
+stops being read until that queue drains, or ``backpressure_wait`` passes and further frames
+become counted drops).  One writer task per connection frames and writes that connection's
+queue in batches (one socket write per batch); a reader that does not take a write within
+``write_timeout`` is disconnected instead of growing memory.
 
 Multi-core (:func:`run_node`): the parent process reserves the port, creates a full mesh of
 Unix stream socketpairs between the workers plus one control socketpair per worker, and
