@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -30,6 +31,7 @@ __all__ = [
     "aura_prologue",
     "aura_psk",
     "channel_id",
+    "channel_id_bytes",
     "version_from_str",
     "version_to_str",
     "frame_initiation",
@@ -97,6 +99,14 @@ def channel_id(handshake_hash: bytes) -> Hash32:
     return hash32(Tag.CHANNEL, bytes(handshake_hash))
 
 
+_CHANNEL_PERSON: Final = Tag.CHANNEL.ljust(16, b"\0")  # hash32's personalisation of the tag
+
+
+def channel_id_bytes(handshake_hash: bytes) -> bytes:
+    """``channel_id(handshake_hash).digest`` without the wrapper (once per establishment)."""
+    return hashlib.blake2b(handshake_hash, digest_size=32, person=_CHANNEL_PERSON).digest()
+
+
 def version_from_str(text: str) -> int:
     """``"1.2.3"`` -> 0x010203 (one byte per component)."""
     parts = text.split(".")
@@ -162,12 +172,45 @@ class Offer:
             raise DecodeError("bad version range", 18)
         if len(data) != _OFFER.size + ext:
             raise DecodeError("offer extension length mismatch", 34)
-        return cls(epoch, version, min_version, caps, data[_OFFER.size:], role, ts)
+        # every field was range-checked above or is bounded by its packed width
+        return _trusted_offer(epoch, version, min_version, caps, data[_OFFER.size:], role, ts)
+
+    def encode_as(self, role: int) -> bytes:
+        """:meth:`encode` with ``role`` in place of :attr:`role` (a responder's answer)."""
+        if role not in (ROLE_OFFER, ROLE_ANSWER):
+            raise InvalidValue("role is 1 (offer) or 2 (answer)")
+        return _OFFER.pack(OFFER_FORMAT, role, self.epoch, self.timestamp, self.version,
+                           self.min_version, self.capabilities,
+                           len(self.extension)) + bytes(self.extension)
 
     def answer(self) -> Offer:
         """The same offer with the answer role (what a responder sends)."""
-        return Offer(self.epoch, self.version, self.min_version, self.capabilities,
-                     self.extension, ROLE_ANSWER, self.timestamp)
+        return _trusted_offer(self.epoch, self.version, self.min_version, self.capabilities,
+                              self.extension, ROLE_ANSWER, self.timestamp)
+
+    def with_timestamp(self, timestamp: int) -> Offer:
+        """The same offer carrying initiation ``timestamp`` (u64)."""
+        return _trusted_offer(self.epoch, self.version, self.min_version, self.capabilities,
+                              self.extension, self.role, _u64(timestamp, "timestamp"))
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _trusted_offer(epoch: int, version: int, min_version: int, capabilities: int,
+                   extension: bytes, role: int, timestamp: int) -> Offer:
+    """An Offer from fields already validated (by __post_init__ of the offer they come from, or
+    by decode): no re-validation on the handshake hot path."""
+    o = _new(Offer)
+    _set(o, "epoch", epoch)
+    _set(o, "version", version)
+    _set(o, "min_version", min_version)
+    _set(o, "capabilities", capabilities)
+    _set(o, "extension", extension)
+    _set(o, "role", role)
+    _set(o, "timestamp", timestamp)
+    return o
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from ..hashing import ContextKey
 from ..ids import AuthorityId, ContextId
 from ..keys import IdentityKey, PublicIdentity
 from ..noise import AuraHandshake, StreamSession
+from ..noise.channel import HandshakeKeys
 from ..noise.binding import Offer
 from .negotiate import Compatible, Incompatible, evaluate, make_offer
 
@@ -102,6 +103,18 @@ def _monitor_after_descriptors(role: str) -> Monitor:
     return _TEMPLATES[role].copy()
 
 
+def _keys(keys: HandshakeKeys | None, identity: IdentityKey, context_key: ContextKey,
+          context_id: ContextId) -> HandshakeKeys:
+    if keys is None:
+        return HandshakeKeys(identity, context_key, bytes(context_id))
+    # a cache built for another identity or context would give a handshake the peer rejects
+    # (wrong static key or PSK); refuse it loudly instead
+    if (keys.identity is not identity or keys.context_key is not context_key
+            or keys.context != bytes(context_id)):
+        raise UsageError("handshake keys are for another identity or context")
+    return keys
+
+
 class Handshaker:
     """One channel handshake, initiator or responder (see the module docstring)."""
 
@@ -128,25 +141,24 @@ class Handshaker:
     def initiator(cls, identity: IdentityKey, peer: PublicIdentity, context_key: ContextKey,
                   context_id: ContextId, epoch: int, *, now: int,
                   timeout_ms: int = DEFAULT_HANDSHAKE_TIMEOUT_MS, offer: Offer | None = None,
-                  timestamp: int = 0, e: bytes | None = None) -> Handshaker:
+                  timestamp: int = 0, e: bytes | None = None,
+                  keys: HandshakeKeys | None = None) -> Handshaker:
         """``timestamp`` must grow with every initiation to the same responder (its replay
-        protection for message 1, see :class:`aura_core.noise.binding.Offer`)."""
-        o = offer or make_offer(epoch)
+        protection for message 1, see :class:`aura_core.noise.binding.Offer`).  ``keys``: the
+        caller's cached :class:`HandshakeKeys` of (identity, context_key, context_id), if any."""
+        offer = offer or make_offer(epoch)
         if timestamp:
-            o = Offer(o.epoch, o.version, o.min_version, o.capabilities, o.extension, o.role,
-                      timestamp)
-        offer = o
-        hs = AuraHandshake.initiator(identity, peer, context_key, bytes(context_id), epoch, offer, e=e)
+            offer = offer.with_timestamp(timestamp)
+        hs = _keys(keys, identity, context_key, context_id).initiator(peer, epoch, offer, e=e)
         return cls(_INITIATOR, hs, identity, context_id, epoch, offer, peer, now, timeout_ms)
 
     @classmethod
     def responder(cls, identity: IdentityKey, context_key: ContextKey, context_id: ContextId,
                   epoch: int, resolve: Callable[[bytes], PublicIdentity | None], *, now: int,
                   timeout_ms: int = DEFAULT_HANDSHAKE_TIMEOUT_MS, offer: Offer | None = None,
-                  e: bytes | None = None) -> Handshaker:
+                  e: bytes | None = None, keys: HandshakeKeys | None = None) -> Handshaker:
         offer = offer or make_offer(epoch)
-        hs = AuraHandshake.responder(identity, context_key, bytes(context_id), epoch, offer,
-                                     resolve, e=e)
+        hs = _keys(keys, identity, context_key, context_id).responder(epoch, offer, resolve, e=e)
         return cls(_RESPONDER, hs, identity, context_id, epoch, offer, None, now, timeout_ms)
 
     def is_expired(self, now: int) -> bool:
@@ -218,7 +230,7 @@ class Handshaker:
     def channel_id(self) -> bytes:
         cid = self._channel_id
         if cid is None:
-            cid = self._channel_id = self._hs.channel_id.digest
+            cid = self._channel_id = self._hs.channel_id_bytes
         return cid
 
     def build_channel(self, now: int) -> SecureChannel:

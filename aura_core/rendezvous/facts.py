@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from .. import dagcbor
 from ..errors import DescriptorError
 from ..ids import AuthorityId, ContextId
 
@@ -50,6 +51,10 @@ _SHAPES: Final[dict[str, dict[str, tuple[type, int | None]]]] = {
 }
 
 
+_PROBE: Final = bytes(range(0xA0, 0xC0))  # a stand-in channel id (any 32 bytes do)
+_ESTABLISHED_PREFIX: dict[tuple[ContextId, AuthorityId, AuthorityId, int], bytes] = {}
+
+
 class RendezvousFact:
     """Constructors and the shape check for the three rendezvous fact kinds."""
 
@@ -65,6 +70,30 @@ class RendezvousFact:
         return {"kind": KIND_CHANNEL_ESTABLISHED, "v": FACT_VERSION, "ctx": bytes(ctx),
                 "initiator": bytes(initiator), "responder": bytes(responder),
                 "channel_id": channel_id, "epoch": epoch}
+
+    @staticmethod
+    def channel_established_bytes(ctx: ContextId, initiator: AuthorityId, responder: AuthorityId,
+                                  channel_id: bytes, epoch: int) -> bytes:
+        """``dagcbor.encode(channel_established(...))``, from a cached prefix.
+
+        The canonical key order puts ``channel_id`` last, so the encoding is a prefix fixed by
+        (ctx, initiator, responder, epoch) followed by the 32 id bytes; each side of every
+        establishment appends one of these facts.
+        """
+        if type(channel_id) is not bytes or len(channel_id) != 32 or type(epoch) is not int:
+            raise DescriptorError(f"{KIND_CHANNEL_ESTABLISHED}: bad field")
+        key = (ctx, initiator, responder, epoch)
+        prefix = _ESTABLISHED_PREFIX.get(key)
+        if prefix is None:
+            enc = dagcbor.encode(RendezvousFact.channel_established(ctx, initiator, responder,
+                                                                    _PROBE, epoch))
+            if not enc.endswith(_PROBE):  # pragma: no cover - the key order is fixed by DAG-CBOR
+                return dagcbor.encode(RendezvousFact.channel_established(
+                    ctx, initiator, responder, channel_id, epoch))
+            if len(_ESTABLISHED_PREFIX) >= 1024:
+                _ESTABLISHED_PREFIX.clear()
+            prefix = _ESTABLISHED_PREFIX[key] = enc[:-32]
+        return prefix + channel_id
 
     @staticmethod
     def kind_of(fact: object) -> str:

@@ -46,6 +46,7 @@ from ..guards import (
     evaluate,
     flow_guard,
 )
+from ..noise.channel import HandshakeKeys
 from ..noise.binding import (
     MSG_INITIATION,
     MSG_RESPONSE,
@@ -127,6 +128,7 @@ class RendezvousConfig:
 class _Context:
     key: ContextKey
     epoch: int
+    keys: HandshakeKeys  # our static secret, prologues and PSKs in this context (cached)
     cache: dict[AuthorityId, RendezvousDescriptor] = field(default_factory=dict)
     by_x25519: dict[bytes, PublicIdentity] = field(default_factory=dict)
     pubs: dict[AuthorityId, PublicIdentity] = field(default_factory=dict)
@@ -158,10 +160,12 @@ class RendezvousService:
     def join_context(self, context: ContextId, key: ContextKey, epoch: int = 0) -> None:
         if context in self._contexts:
             raise UsageError("context already joined")
-        self._contexts[context] = _Context(key, epoch)
+        self._contexts[context] = _Context(key, epoch, HandshakeKeys(self.identity, key, bytes(context)))
 
     def leave_context(self, context: ContextId) -> list[SecureChannel]:
-        self._contexts.pop(context, None)
+        st = self._contexts.pop(context, None)
+        if st is not None:
+            st.keys.forget()
         for k in [k for k in self._accepted_ts if k[0] == context]:
             del self._accepted_ts[k]
         for k in [k for k in self._pending if k[0] == context]:
@@ -394,7 +398,8 @@ class RendezvousService:
             return GuardOutcome(denied)
         ts = max(now * 1_000_000, self._init_ts + 1)  # ns-scaled ms, strictly increasing
         hs = Handshaker.initiator(self.identity, st.pubs[peer], st.key, context, st.epoch,
-                                  now=now, timeout_ms=self.config.handshake_timeout_ms, timestamp=ts)
+                                  now=now, timeout_ms=self.config.handshake_timeout_ms, timestamp=ts,
+                                  keys=st.keys)
         index = self._new_index()
         envelope = frame_initiation(index, hs.create_init_message(now))
         outcome = evaluate(snapshot, intent, envelope)
@@ -429,7 +434,8 @@ class RendezvousService:
         if kind != MSG_INITIATION:
             raise ProtocolError("not a handshake initiation")
         hs = Handshaker.responder(self.identity, st.key, context, st.epoch, st.by_x25519.get,
-                                  now=now, timeout_ms=self.config.handshake_timeout_ms)
+                                  now=now, timeout_ms=self.config.handshake_timeout_ms,
+                                  keys=st.keys)
         peer_key = (context, initiator)
         # HandshakeError: unknown or wrong peer, wrong epoch or context, replayed initiation
         response = hs.process_init(message, now, not_after=self._accepted_ts.get(peer_key))
@@ -440,8 +446,8 @@ class RendezvousService:
         compatible = not isinstance(hs.outcome, Incompatible)
         facts: tuple[bytes, ...] = ()
         if compatible:
-            facts = (dagcbor.encode(RendezvousFact.channel_established(
-                context, initiator, self.authority_id, hs.channel_id, st.epoch)),)
+            facts = (RendezvousFact.channel_established_bytes(
+                context, initiator, self.authority_id, hs.channel_id, st.epoch),)
         outcome = evaluate(snapshot, intent, reply, facts)
         if outcome.is_allowed():
             self._accepted_ts[peer_key] = hs.remote_timestamp
@@ -477,9 +483,9 @@ class RendezvousService:
             raise
         del self._pending[key]
         self.channels.register(channel)
-        fact = RendezvousFact.channel_established(context, self.authority_id, peer,
-                                                  channel.channel_id, channel.epoch)
-        return channel, (AppendFact(context, dagcbor.encode(fact)),)
+        fact = RendezvousFact.channel_established_bytes(context, self.authority_id, peer,
+                                                        channel.channel_id, channel.epoch)
+        return channel, (AppendFact(context, fact),)
 
     def advance_epoch(self, context: ContextId, new_epoch: int) -> list[AuthorityId]:
         """Enter ``new_epoch``: returns the peers whose channels must re-handshake (and our
@@ -488,6 +494,7 @@ class RendezvousService:
         if new_epoch <= st.epoch:
             return []
         st.epoch = new_epoch
+        st.keys.forget(new_epoch)  # old-epoch PSKs are never used again
         for k in [k for k in self._pending if k[0] == context]:
             self._drop_pending(k)
         return [ch.remote for ch in self.channels.advance_epoch(context, new_epoch)]
