@@ -264,6 +264,7 @@ class RelayMetrics:
     drop_rate_limited: int = 0
     drop_oversize: int = 0
     drop_gone: int = 0               # remote destination left while the frame crossed workers
+    drop_mesh_full: int = 0          # the link to the destination's worker is backed up (bound)
     auth_rate_limited: int = 0       # AUTH attempts refused unverified (CPU flood protection)
     receipts_issued: int = 0
 

@@ -561,7 +561,7 @@ class RelayServer:
         for worker, dst, frame in out:
             link = self.mesh.get(worker)
             if link is None or not link.send(M_FWD, _FWD_HEAD.pack(dst, sample) + frame):
-                self.core.metrics.drop_queue_full += 1
+                self.core.metrics.drop_mesh_full += 1
             sample = 0.0
         out.clear()
 
