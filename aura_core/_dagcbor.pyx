@@ -84,6 +84,43 @@ cdef extern from *:
     object aura_dict_presized(Py_ssize_t n)
     PyObject *PyErr_NoMemory()
 
+cdef extern from *:
+    """
+    /* The value slots of a fresh PyDict_Copy() of a decoder template (see _dec_map_small):
+       CPython 3.11's combined, str-keyed table (Include/internal/pycore_dict.h), mirrored here.
+       Entry i is {key, value} at slots[2i], slots[2i + 1].  NULL (callers then insert with
+       PyDict_SetItem) on any other version or if the copy is not the expected shape. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    typedef struct {
+        Py_ssize_t dk_refcnt;
+        uint8_t dk_log2_size;
+        uint8_t dk_log2_index_bytes;
+        uint8_t dk_kind;                /* 1: DICT_KEYS_UNICODE */
+        uint32_t dk_version;
+        Py_ssize_t dk_usable;
+        Py_ssize_t dk_nentries;
+        char dk_indices[];
+    } aura_dictkeys311;
+    static inline PyObject **aura_dict_slots(PyObject *d, Py_ssize_t n) {
+        PyDictObject *mp = (PyDictObject *)d;
+        aura_dictkeys311 *k = (aura_dictkeys311 *)mp->ma_keys;
+        if (mp->ma_values != NULL || mp->ma_used != n || k->dk_refcnt != 1 || k->dk_kind != 1
+                || k->dk_nentries != n)
+            return NULL;
+        return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
+    }
+    #else
+    static inline PyObject **aura_dict_slots(PyObject *d, Py_ssize_t n) {
+        (void)d; (void)n;
+        return NULL;
+    }
+    #endif
+    """
+    PyObject **aura_dict_slots(object d, Py_ssize_t n)
+    bint PyType_IS_GC(PyTypeObject *t)
+    bint PyObject_GC_IsTracked(object o)
+    void PyObject_GC_Track(object o)
+
 cdef extern from "dagcbor.h" nogil:
     enum:
         AURA_DC_MAX_DEPTH
@@ -859,16 +896,22 @@ cdef PyObject *_str_cache[KEY_CACHE]
 # they need no cache lookup and no order check (the layout's order was checked when made).
 cdef enum:
     DLAYOUTS = 256
+    DLAYOUT_SETS = 128
     DLAYOUT_MAXKEYS = 24
 
 cdef struct DLayout:
     Py_ssize_t n
     uint64_t gen                     # bumped whenever the slot is replaced
+    PyObject *tmpl                   # {key: None, ...} in canonical order (copied per map)
     PyObject *keys[DLAYOUT_MAXKEYS]
     uint8_t klen[DLAYOUT_MAXKEYS]    # each key as encoded (head + UTF-8), compared as raw bytes
+    uint8_t kdl[DLAYOUT_MAXKEYS]     # each key's UTF-8 length
     uint8_t kenc[DLAYOUT_MAXKEYS][32]
 
 cdef DLayout _dlayouts[DLAYOUTS]
+# Two-way sets: records of two kinds with the same key count and first key (a fact with an
+# optional key present or not) keep both layouts; the most recently matched way is tried first.
+cdef uint8_t _dlayout_mru[DLAYOUT_SETS]
 
 
 cdef inline int _key_order(const uint8_t *prev, size_t prevl, const uint8_t *k, size_t kl,
@@ -921,13 +964,18 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
     cdef Py_ssize_t i
     cdef list keys = list(d)
     cdef size_t kl, h
+    cdef dict tmpl
     for k in keys:
         if not PyUnicode_IS_COMPACT_ASCII(k) or PyUnicode_GET_LENGTH(k) > 30:
             return 0            # only short ASCII keys: their data are their UTF-8 bytes
+    tmpl = dict.fromkeys(keys)
     lay.gen += 1
     for i in range(lay.n):
         Py_DECREF(<object> lay.keys[i])
     lay.n = 0
+    Py_XDECREF(lay.tmpl)
+    Py_INCREF(tmpl)
+    lay.tmpl = <PyObject *> tmpl
     for i in range(n):
         k = keys[i]
         Py_INCREF(k)
@@ -936,11 +984,27 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
         h = aura_dc_write_head(lay.kenc[i], 3, kl)
         memcpy(&lay.kenc[i][h], PyUnicode_DATA(k), kl)
         lay.klen[i] = <uint8_t> (h + kl)
+        lay.kdl[i] = <uint8_t> kl
     lay.n = n
     return 0
 
 
+cdef object _untemplate(PyObject **slots, Py_ssize_t filled, Py_ssize_t count):
+    # A template copy whose keys stopped matching after `filled` entries: a plain dict with
+    # those entries (the rest are then inserted the ordinary way).
+    cdef Py_ssize_t j
+    cdef object d = aura_dict_presized(count) if count > 5 else PyDict_New()
+    for j in range(filled):
+        PyDict_SetItem(d, <object> slots[2 * j], <object> slots[2 * j + 1])
+    return d
+
+
 cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, Py_ssize_t count):
+    # A map of a remembered layout starts as a copy of the layout's template dict (keys,
+    # their hash table and the dict's size made once) and gets its values stored in place:
+    # no hashing, probing or resizing per entry.  Values are checked for GC tracking the way
+    # PyDict_SetItem would.  Elsewhere (other CPython versions, a new layout, a key that
+    # departs from the layout) entries go in with PyDict_SetItem.
     cdef Py_ssize_t i
     cdef size_t kstart, at, kl, prevl = 0
     cdef const uint8_t *prev = NULL
@@ -948,23 +1012,38 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     cdef uint64_t kl64 = 0
     cdef int rc
     cdef DLayout *lay
-    cdef bint match, hit
+    cdef bint match, tracked = True
     cdef uint64_t gen = 0
     cdef size_t m
+    cdef PyObject **slots = NULL
+    cdef PyObject *old
     cdef object key, val, d
+    cdef size_t set_ = 0
+    cdef bint peeked = False
     if count == 0:
         return PyDict_New()
-    # Layout slot from the count and the first key's bytes (peeked: checked again below).
+    # Layout set from the count and the first key's bytes (peeked: checked again below).
     lay = &_dlayouts[0]
     match = False
     at = pos[0]
     if at < n and (p[at] >> 5) == 3 and (p[at] & 31) < 24 and <size_t> (p[at] & 31) <= n - at - 1:
-        lay = &_dlayouts[(aura_dc_short_hash(p + at + 1, p[at] & 31) ^ <uint32_t> count)
-                         & (DLAYOUTS - 1)]
+        peeked = True
+        set_ = (aura_dc_short_hash(p + at + 1, p[at] & 31) ^ <uint32_t> count) \
+            & (DLAYOUT_SETS - 1)
+        lay = &_dlayouts[2 * set_ + _dlayout_mru[set_]]
+        if lay.n != count:
+            lay = &_dlayouts[2 * set_ + (_dlayout_mru[set_] ^ 1)]
         match = lay.n == count
         gen = lay.gen
-    hit = match
-    d = aura_dict_presized(count) if count > 5 else PyDict_New()
+    if match:
+        d = PyDict_Copy(<object> lay.tmpl)
+        slots = aura_dict_slots(d, count)
+        if slots != NULL:
+            tracked = PyObject_GC_IsTracked(d)
+        else:
+            d = aura_dict_presized(count) if count > 5 else PyDict_New()
+    else:
+        d = aura_dict_presized(count) if count > 5 else PyDict_New()
     for i in range(count):
         kstart = pos[0]
         if match and lay.gen != gen:
@@ -973,16 +1052,33 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
             # The key as encoded (head included) equals the layout's: no head parsing, no
             # lookup, no order check.
             m = lay.klen[i]
+            if not (m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m)):
+                # The other way of the set may share the keys so far and have this one.
+                d = _switch_way(&lay, &slots, &tracked, d, p + kstart, n - kstart, i, count)
+                gen = lay.gen
+                m = lay.klen[i]
             if m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m):
-                key = <object> lay.keys[i]
-                kl = <size_t> PyUnicode_GET_LENGTH(key)
-                prev = p + kstart + m - kl
-                prevl = kl
+                prevl = lay.kdl[i]
+                prev = p + kstart + m - prevl
                 pos[0] = kstart + m
-                val = _dec(p, n, pos, depth + 1)
-                PyDict_SetItem(d, key, val)
+                if slots != NULL:
+                    val = _dec(p, n, pos, depth + 1)
+                    Py_INCREF(val)
+                    old = slots[2 * i + 1]          # None, from the template
+                    slots[2 * i + 1] = <PyObject *> val
+                    Py_DECREF(<object> old)
+                    if not tracked and PyType_IS_GC(Py_TYPE(val)):
+                        PyObject_GC_Track(d)
+                        tracked = True
+                else:
+                    key = <object> lay.keys[i]
+                    val = _dec(p, n, pos, depth + 1)
+                    PyDict_SetItem(d, key, val)
                 continue
             match = False
+        if slots != NULL:
+            d = _untemplate(slots, i, count)
+            slots = NULL
         rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl64)
         if rc:
             _head_error(rc, kstart)
@@ -1000,9 +1096,53 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         pos[0] = at + kl
         val = _dec(p, n, pos, depth + 1)
         PyDict_SetItem(d, key, val)
-    if not hit or not match:
-        _install_layout(lay, d, count)
+    if peeked:
+        if match:
+            _dlayout_mru[set_] = <uint8_t> (lay - &_dlayouts[2 * set_])
+        else:
+            # A new layout replaces the way not used last.
+            _dlayout_mru[set_] ^= 1
+            _install_layout(&_dlayouts[2 * set_ + _dlayout_mru[set_]], d, count)
     return d
+
+
+cdef object _switch_way(DLayout **layp, PyObject ***slotsp, bint *tracked, object d,
+                        const uint8_t *k, size_t avail, Py_ssize_t i, Py_ssize_t count):
+    # The current way's key i differs from the input; if the set's other way has the same
+    # first i keys and this one, continue with it (the values so far move to a copy of its
+    # template).  Returns the dict to fill; *layp changes only on a switch.
+    cdef DLayout *lay = layp[0]
+    cdef size_t base = <size_t> (lay - &_dlayouts[0]) & ~(<size_t> 1)
+    cdef DLayout *alt = &_dlayouts[base + ((<size_t> (lay - &_dlayouts[0]) & 1) ^ 1)]
+    cdef Py_ssize_t j
+    cdef PyObject **slots = slotsp[0]
+    cdef PyObject **nslots
+    cdef PyObject *old
+    cdef object nd
+    if alt.n != count or alt.klen[i] > avail or not aura_dc_eq_short(k, alt.kenc[i], alt.klen[i]):
+        return d
+    for j in range(i):
+        if alt.klen[j] != lay.klen[j] or memcmp(alt.kenc[j], lay.kenc[j], lay.klen[j]) != 0:
+            return d
+    layp[0] = alt
+    if slots == NULL:
+        return d                    # plain dict: keys so far are the same, keep filling it
+    nd = PyDict_Copy(<object> alt.tmpl)
+    nslots = aura_dict_slots(nd, count)
+    if nslots == NULL:
+        slotsp[0] = NULL
+        return _untemplate(slots, i, count)
+    tracked[0] = PyObject_GC_IsTracked(nd)
+    for j in range(i):
+        Py_INCREF(<object> slots[2 * j + 1])
+        old = nslots[2 * j + 1]
+        nslots[2 * j + 1] = slots[2 * j + 1]
+        Py_DECREF(<object> old)
+        if not tracked[0] and PyType_IS_GC(Py_TYPE(<object> nslots[2 * j + 1])):
+            PyObject_GC_Track(nd)
+            tracked[0] = True
+    slotsp[0] = nslots
+    return nd
 
 
 cdef object _text(const uint8_t *p, size_t n, size_t at):

@@ -434,3 +434,65 @@ def test_decoder_layouts_survive_nested_slot_replacement():
         rng.shuffle(shapes)
         for blob in shapes:
             assert dagcbor.decode(blob) == ref.decode(blob)
+
+
+def _facts_with_optional_keys(n):
+    # Two record kinds with the same key count and first key (one optional key or the other),
+    # plus values of every kind, so the decoder's two-way layout sets and template dicts work.
+    import random
+
+    rng = random.Random(5)
+    out = []
+    for i in range(n):
+        rec = {"ctx": rng.randbytes(32), "seq": i, "kind": rng.choice(["a", "bb", "ccc"]),
+               "parts": [{"role": "x", "cost": rng.getrandbits(16)}] * (i % 3),
+               "cid": dagcbor.cid(i % 5) if i % 7 == 0 else i}
+        rec["prev" if i % 2 else "note"] = rng.randbytes(8) if i % 2 else "n%d" % i
+        if i % 5 == 0:
+            rec["sub"] = {"ctx": 1, "seq": {"ctx": 2}}      # nested maps sharing first keys
+        out.append(rec)
+    return out
+
+
+def test_decoder_layout_ways_and_template_dicts_behave_like_plain_dicts():
+    import gc
+
+    facts = _facts_with_optional_keys(300)
+    blobs = [ref.encode(f) for f in facts]
+    for _ in range(3):
+        for f, blob in zip(facts, blobs):
+            d = dagcbor.decode(blob)
+            assert d == f and list(d) == sorted(f, key=lambda k: (len(k.encode()), k.encode()))
+            # GC tracking as PyDict_SetItem would leave it: tracked iff a value is a container
+            assert gc.is_tracked(d) == any(isinstance(v, (list, dict, CID)) for v in d.values())
+            # the dict is an ordinary dict afterwards: lookups, inserts, deletes, copies
+            for k in f:
+                assert d[k] == f[k] and k in d
+            d["zz-new"] = 1
+            del d["ctx"]
+            assert d.pop("seq") == f["seq"]
+            assert len(d) == len(f) - 1 and d["zz-new"] == 1 and dict(d) == d
+
+
+def test_decoder_templates_balance_references_and_fail_cleanly():
+    import sys
+
+    facts = _facts_with_optional_keys(60)
+    blobs = [ref.encode(f) for f in facts]
+    for blob in blobs:
+        dagcbor.decode(blob)                # warm the layouts
+    none_refs = sys.getrefcount(None)
+    for _ in range(20):
+        for blob in blobs:
+            dagcbor.decode(blob)
+    assert abs(sys.getrefcount(None) - none_refs) < 20
+    # a failure part way through a map that started from a template (its partly filled copy is
+    # dropped): the strict error
+    for blob in blobs[:10]:
+        for cut in range(1, len(blob)):
+            with pytest.raises(TruncatedError):
+                dagcbor.decode(blob[:cut])
+        bad = bytearray(blob)
+        bad[-1:] = b"\xf7"                  # last value: undefined (outside the data model)
+        with pytest.raises(DecodeError):
+            dagcbor.decode(bytes(bad))
