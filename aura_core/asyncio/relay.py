@@ -180,6 +180,7 @@ M_JOIN, M_LEAVE, M_FWD, M_SIGN, M_RECEIPT, M_DRAINED = 1, 2, 3, 4, 5, 6
 _U32 = struct.Struct(">I")
 _SIGN = struct.Struct(">16s16sQQQ32s")
 _FWD_HEAD = struct.Struct(">16sd")
+MESH_PAUSE = 1 << 20  # bytes buffered toward one worker before its feeding clients are paused
 MESH_HIGH_WATER = 8 << 20  # bytes buffered toward one worker before frames are dropped (counted)
 
 
@@ -195,14 +196,29 @@ class _MeshLink(asyncio.Protocol):
         self._scheduled = False
         self.drained = asyncio.Event()
         self.lost = asyncio.Event()
+        self.paused = False
+        self.blocked: list[_Link] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=MESH_PAUSE)
+
+    # asyncio flow control: the other worker is not keeping up -> stop reading the clients
+    # that feed this link (TCP pushes back on them) until it drains
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        blocked, self.blocked = self.blocked, []
+        for link in blocked:
+            self.server._resume(link)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
         self.drained.set()
+        self.resume_writing()
 
     def send(self, kind: int, body: bytes) -> bool:
         t = self.transport
@@ -500,7 +516,7 @@ class RelayServer:
                     target.blocked.append(link)
                     asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, link)
         elif core.remote_out:
-            self._flush_remote(now)
+            self._flush_remote(now, link)
         windows = self.windows
         if windows is not None and windows.ready:  # a window reached max_cost
             self._close_windows(windows.take_ready())
@@ -549,7 +565,7 @@ class RelayServer:
         for m in self.mesh.values():
             m.send(M_JOIN, body)
 
-    def _flush_remote(self, now: float = 0.0) -> None:
+    def _flush_remote(self, now: float = 0.0, sender: _Link | None = None) -> None:
         out = self.core.remote_out
         if not out:
             return
@@ -562,6 +578,12 @@ class RelayServer:
             link = self.mesh.get(worker)
             if link is None or not link.send(M_FWD, _FWD_HEAD.pack(dst, sample) + frame):
                 self.core.metrics.drop_mesh_full += 1
+            elif link.paused and sender is not None and not sender.paused and not self._closing:
+                sender.paused = True
+                assert isinstance(sender.ws, _RelayConnection)
+                sender.ws.relay_pause()
+                link.blocked.append(sender)
+                asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, sender)
             sample = 0.0
         out.clear()
 
