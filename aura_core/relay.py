@@ -804,7 +804,7 @@ class ReceiptSigner:
     """
 
     def __init__(self, key: IdentityKey, *, keep: int = 10_000,
-                 sink: Callable[[bytes], None] | None = None) -> None:
+                 sink: Callable[[bytes], object] | None = None) -> None:
         from .receipts import ReceiptIssuer
 
         self.key = key
