@@ -49,6 +49,8 @@ cdef extern from "aura_punch.h":
         AURA_PUNCH_KEY_LEN
         AURA_PUNCH_NVERDICTS
         AURA_PUNCH_OK
+    ctypedef struct aura_punch_kstate:
+        uint64_t h[8]
     ctypedef struct aura_punch_fields:
         uint64_t seq
         uint8_t flags
@@ -61,8 +63,10 @@ cdef extern from "aura_punch.h":
         uint64_t rx_top
         uint64_t rx_window
         uint8_t rx_seen
+    ctypedef union aura_punch_addr:
+        pass
     ctypedef struct aura_punch_target:
-        sockaddr_storage addr
+        aura_punch_addr addr
         socklen_t addrlen
         uint32_t peer
     ctypedef struct aura_punch_event:
@@ -80,8 +84,14 @@ cdef extern from "aura_punch.h":
         aura_punch_target *targets
         size_t ntargets
         uint64_t counts[7]
+        aura_punch_kstate rx_state
         uint64_t sent, send_errors, acks_sent, datagrams
+        uint64_t bursts, bursts_missed
+        int64_t max_late_ns
         int auto_ack
+    void aura_punch_engine_keys(aura_punch_engine *e) nogil
+    int aura_punch_set_simd(int level) nogil
+    int aura_punch_simd_active() nogil
     void aura_punch_build(uint8_t *out, const uint8_t *key, const uint8_t *sender,
                           const uint8_t *receiver, uint64_t seq, uint8_t flags) nogil
     int aura_punch_parse(const uint8_t *pkt, size_t len, aura_punch_fields *f) nogil
@@ -102,6 +112,7 @@ cdef extern from "aura_punch.h":
     long aura_punch_bench_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len,
                                  size_t n) nogil
     long aura_punch_bench_blake2b(const uint8_t *pkt, const uint8_t *key, size_t n) nogil
+    long aura_punch_bench_tag(const uint8_t *pkt, const uint8_t *key, size_t n) nogil
 
 cdef extern from "aura_common.h":
     void aura_wipe(void *p, size_t n) nogil
@@ -228,6 +239,7 @@ cdef class Engine:
             self._index[pid] = j
             self._ids.append(pid)
         self.e.npeers = n
+        aura_punch_engine_keys(&self.e)  # per-key BLAKE2b states: one compression per tag
         self.e.auto_ack = 1 if auto_ack else 0
 
     def __dealloc__(self):
@@ -237,6 +249,7 @@ cdef class Engine:
         if self.e.targets != NULL:
             free(self.e.targets)
         aura_wipe(self.e.rx_key, AURA_PUNCH_KEY_LEN)
+        aura_wipe(&self.e.rx_state, sizeof(self.e.rx_state))
 
     @property
     def peer_ids(self):
@@ -248,6 +261,8 @@ cdef class Engine:
         cdef size_t n = len(items), j
         if self._busy:
             raise UsageError("the punch engine is running in another thread")
+        cdef sockaddr_storage ss
+        cdef socklen_t sl
         cdef aura_punch_target *arr = <aura_punch_target *> calloc(n if n else 1,
                                                                    sizeof(aura_punch_target))
         if arr == NULL:
@@ -259,7 +274,11 @@ cdef class Engine:
                 if idx is None:
                     raise InvalidValue("target names a peer the engine does not know")
                 arr[j].peer = idx
-                arr[j].addrlen = _to_sockaddr(str(host), int(port), &arr[j].addr)
+                sl = _to_sockaddr(str(host), int(port), &ss)
+                if sl > sizeof(aura_punch_addr):
+                    raise InvalidValue("address family not supported")
+                memcpy(&arr[j].addr, &ss, sl)
+                arr[j].addrlen = sl
         except BaseException:
             free(arr)
             raise
@@ -367,7 +386,8 @@ cdef class Engine:
         cdef int j
         out = {VERDICTS[j]: self.e.counts[j] for j in range(AURA_PUNCH_NVERDICTS)}
         out.update(sent=self.e.sent, send_errors=self.e.send_errors, acks_sent=self.e.acks_sent,
-                   datagrams=self.e.datagrams)
+                   datagrams=self.e.datagrams, bursts=self.e.bursts,
+                   bursts_missed=self.e.bursts_missed, max_late_ns=self.e.max_late_ns)
         return out
 
 
@@ -419,3 +439,26 @@ def _bench_blake2b(const uint8_t[::1] pkt, key, size_t n):
     with nogil:
         r = aura_punch_bench_blake2b(&pkt[0], kp, n)
     return r
+
+
+def _bench_tag(const uint8_t[::1] pkt, key, size_t n):
+    """n tags of pkt from the cached key state, batched like the receive path (the floor)."""
+    cdef bytes k = _exact(key, AURA_PUNCH_KEY_LEN, "punch key")
+    cdef const uint8_t *kp = k
+    cdef long r
+    if pkt.shape[0] < 60:
+        raise InvalidValue("packet shorter than 60 bytes")
+    with nogil:
+        r = aura_punch_bench_tag(&pkt[0], kp, n)
+    return r
+
+
+def _set_simd(int level):
+    """Tag vector level: 0 portable, 1 AVX2, 2 AVX-512 (capped at what the CPU has); returns
+    the previous level.  Tests run every level against the reference."""
+    return aura_punch_set_simd(level)
+
+
+def _simd_active():
+    """The tag vector level in use (0 portable, 1 AVX2, 2 AVX-512)."""
+    return aura_punch_simd_active()
