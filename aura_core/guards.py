@@ -158,7 +158,10 @@ class GuardSnapshot:
     capabilities: frozenset[str]
     flow: Mapping[AuthorityId, int]
     leakage: LeakageBudget = NO_LEAKAGE
-    _static: dict[SendIntent, tuple[tuple[EffectCommand, ...], RecordReceipt]] = field(
+    # id(intent) -> (intent, constant head effects, receipt); the entry holds the intent, so
+    # its id cannot be reused while cached, and ``is`` confirms the hit (hashing a SendIntent
+    # field by field costs more than building the effects it saves)
+    _static: dict[int, tuple[SendIntent, tuple[EffectCommand, ...], RecordReceipt]] = field(
         default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -215,16 +218,19 @@ def leakage_guard(s: GuardSnapshot, intent: SendIntent) -> GuardDecision | None:
 def journal_coupler(s: GuardSnapshot, intent: SendIntent, envelope: bytes,
                     facts: tuple[bytes, ...] = (), ack_tracked: bool = False) -> tuple[EffectCommand, ...]:
     """The ordered effects of an allowed send: charge, leakage, facts, receipt, send."""
-    static = s._static.get(intent)
-    if static is None:  # per (snapshot, intent) constant: built once, reused by every send
+    static = s._static.get(id(intent))
+    if static is None or static[0] is not intent:
+        # per (snapshot, intent) constant: built once, reused by every send
         charge: tuple[EffectCommand, ...] = (ChargeBudget(s.context, intent.peer, intent.cost),)
         if not intent.leakage.is_zero:
             charge += (RecordLeakage(s.context, intent.leakage),)
         receipt = RecordReceipt(s.context, intent.peer, intent.cost, s.epoch,
                                 intent.operation or intent.capability)
-        static = s._static[intent] = (charge, receipt)
-    head: tuple[EffectCommand, ...] = static[0]
-    receipt = static[1]
+        if len(s._static) >= 1024:  # callers that build a fresh intent per send
+            s._static.clear()
+        static = s._static[id(intent)] = (intent, charge, receipt)
+    head: tuple[EffectCommand, ...] = static[1]
+    receipt = static[2]
     send = SendEnvelope(s.context, intent.peer, envelope)
     if facts:
         appends: tuple[EffectCommand, ...] = tuple(AppendFact(s.context, f, ack_tracked) for f in facts)
@@ -239,6 +245,6 @@ def evaluate(s: GuardSnapshot, intent: SendIntent, envelope: bytes,
         return DENIED
     if s.flow.get(intent.peer, 0) < intent.cost:
         return BLOCKED
-    if not s.leakage.allows(intent.leakage):
+    if intent.leakage is not NO_LEAKAGE and not s.leakage.allows(intent.leakage):
         return BLOCKED
     return GuardOutcome(ALLOW, journal_coupler(s, intent, envelope, facts, ack_tracked))

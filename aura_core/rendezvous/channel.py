@@ -242,11 +242,13 @@ class Handshaker:
                                f"{self.outcome.reason}")
         assert isinstance(self.outcome, Compatible)
         session = self._hs.stream_session(now=now / 1000.0)
-        local, remote = self.identity.authority_id, self.peer.authority_id
-        return SecureChannel(
-            channel_id=self.channel_id, context_id=self.context_id, local=local, remote=remote,
-            epoch=self.epoch, state=ChannelState.ACTIVE, initiator=self.role == _INITIATOR,
-            peer_identity=self.peer, negotiated=self.outcome, _session=session)
+        # positional: channel_id, context_id, local, remote, epoch, state, agreement_mode,
+        # reversion_risk, needs_rotation, bytes_sent, bytes_received, initiator, peer_identity,
+        # negotiated, _session
+        return SecureChannel(self.channel_id, self.context_id, self.identity.authority_id,
+                             self.peer.authority_id, self.epoch, ChannelState.ACTIVE,
+                             AgreementMode.A1, True, False, 0, 0, self.role == _INITIATOR,
+                             self.peer, self.outcome, session)
 
 
 @dataclass(eq=False, slots=True)

@@ -185,7 +185,8 @@ class RendezvousService:
     def _check_snapshot(self, snapshot: GuardSnapshot, context: ContextId) -> _Context:
         if type(snapshot) is not GuardSnapshot:
             raise UsageError("a GuardSnapshot is required")
-        if snapshot.authority != self.authority_id or snapshot.context != context:
+        if ((snapshot.authority is not self.authority_id and snapshot.authority != self.authority_id)
+                or (snapshot.context is not context and snapshot.context != context)):
             raise UsageError("guard snapshot is for another authority or context")
         st = self._ctx(context)
         if snapshot.epoch != st.epoch:
