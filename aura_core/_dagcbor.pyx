@@ -109,14 +109,30 @@ cdef extern from *:
             return NULL;
         return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
     }
+    /* The entries of a combined str-keyed table, {key, value} pairs in insertion order, a
+       NULL value marking a deleted one; *count gets their number.  NULL for other shapes
+       (split or general tables, other versions): the encoder then uses PyDict_Next. */
+    static inline PyObject **aura_dict_entries(PyObject *d, Py_ssize_t *count) {
+        PyDictObject *mp = (PyDictObject *)d;
+        aura_dictkeys311 *k = (aura_dictkeys311 *)mp->ma_keys;
+        if (mp->ma_values != NULL || k->dk_kind != 1)
+            return NULL;
+        *count = k->dk_nentries;
+        return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
+    }
     #else
     static inline PyObject **aura_dict_slots(PyObject *d, Py_ssize_t n) {
         (void)d; (void)n;
         return NULL;
     }
+    static inline PyObject **aura_dict_entries(PyObject *d, Py_ssize_t *count) {
+        (void)d; (void)count;
+        return NULL;
+    }
     #endif
     """
     PyObject **aura_dict_slots(object d, Py_ssize_t n)
+    PyObject **aura_dict_entries(object d, Py_ssize_t *count)
     bint PyType_IS_GC(PyTypeObject *t)
     bint PyObject_GC_IsTracked(object o)
     void PyObject_GC_Track(object o)
@@ -555,7 +571,7 @@ cdef int _sort_keys(_Enc e, KV *kv, Py_ssize_t n, Py_ssize_t *order) except -1:
 
 cdef int _enc_dict_items(_Enc e, object o, KV *kv, Py_ssize_t n, Py_ssize_t *order,
                          int depth) except -1:
-    cdef Py_ssize_t pos = 0, i = 0, j
+    cdef Py_ssize_t pos = 0, i = 0, j, ne = 0
     cdef PyObject *k
     cdef PyObject *v
     cdef size_t h = 0
@@ -563,12 +579,23 @@ cdef int _enc_dict_items(_Enc e, object o, KV *kv, Py_ssize_t n, Py_ssize_t *ord
     cdef bint hit = False
     cdef const char *kp
     cdef Py_ssize_t kl = 0
-    # Collect with references held (released by the caller, whatever happens).
-    while i < n and PyDict_Next(o, &pos, &k, &v):
-        kv[i].k = k
-        kv[i].v = v
-        i += 1
-        h = (h ^ <size_t> k) * <size_t> 0x9E3779B97F4A7C15ULL
+    cdef PyObject **ent = aura_dict_entries(o, &ne)
+    # Collect with references held (released by the caller, whatever happens).  A str-keyed
+    # table is read directly (no Python code runs meanwhile), others through PyDict_Next.
+    if ent != NULL:
+        for j in range(ne):
+            if ent[2 * j + 1] != NULL and i < n:
+                k = ent[2 * j]
+                kv[i].k = k
+                kv[i].v = ent[2 * j + 1]
+                i += 1
+                h = (h ^ <size_t> k) * <size_t> 0x9E3779B97F4A7C15ULL
+    else:
+        while i < n and PyDict_Next(o, &pos, &k, &v):
+            kv[i].k = k
+            kv[i].v = v
+            i += 1
+            h = (h ^ <size_t> k) * <size_t> 0x9E3779B97F4A7C15ULL
     if e.strong:
         for j in range(i):
             Py_INCREF(<object> kv[j].k)

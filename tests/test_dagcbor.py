@@ -496,3 +496,34 @@ def test_decoder_templates_balance_references_and_fail_cleanly():
         bad[-1:] = b"\xf7"                  # last value: undefined (outside the data model)
         with pytest.raises(DecodeError):
             dagcbor.decode(bytes(bad))
+
+
+def test_encoder_reads_every_dict_shape():
+    # combined tables with deleted entries, split tables (instance __dict__), dict subclasses
+    # and general (non-str-keyed) tables: the same bytes as the reference, or the path error
+    d = {f"k{i}": i for i in range(12)}
+    for i in range(0, 12, 3):
+        del d[f"k{i}"]
+    d["new"] = [1, {"x": 2}]
+    assert dagcbor.encode(d) == ref.encode(d)
+    assert dagcbor.decode(dagcbor.encode(d)) == d
+
+    class Obj:
+        def __init__(self):
+            self.ctx = b"c"
+            self.seq = 7
+
+    o = Obj()
+    assert dagcbor.encode(vars(o)) == ref.encode({"ctx": b"c", "seq": 7})
+
+    class Sub(dict):
+        pass
+
+    assert dagcbor.encode(Sub(b=1, a=2)) == ref.encode({"a": 2, "b": 1})
+    with pytest.raises(EncodeError):
+        dagcbor.encode({"a": 1, 2: "b"})
+    emptied = {"a": 1}
+    del emptied["a"]
+    assert dagcbor.encode(emptied) == b"\xa0"
+    for _ in range(3):                      # layout cache hits on the same shapes
+        assert dagcbor.digest(d) == hashlib.sha256(ref.encode(d)).digest()
