@@ -614,6 +614,11 @@ cdef extern from *:
 
 # ---- transport sessions ----
 
+ctypedef size_t (*sealed_len_fn)(const noise_session *s, size_t len) noexcept nogil
+ctypedef int (*seal_fn)(noise_session *s, const uint8_t *pt, size_t ptlen, uint8_t *out,
+                        size_t *outlen) noexcept nogil
+
+
 cdef class _Session:
     cdef noise_session s
     cdef int busy
@@ -623,6 +628,33 @@ cdef class _Session:
 
     def __dealloc__(self):
         noise_session_clear(&self.s)
+
+    cdef object _seal(self, object payload, object now, sealed_len_fn sealed_len, seal_fn seal):
+        """One frame sealed by ``seal`` (datagram or stream framing); GIL released when large."""
+        cdef Py_buffer p
+        cdef size_t outlen = 0, need
+        cdef int rc
+        self._enter(now)
+        _buf(payload, &p)
+        try:
+            need = sealed_len(&self.s, p.len)
+            if need == 0:
+                raise _transport_error(NOISE_ERR_SIZE)
+            out = PyBytes_FromStringAndSize(NULL, need)
+            if p.len >= GIL_FREE_BYTES:
+                self.busy = 1
+                with nogil:
+                    rc = seal(&self.s, <const uint8_t *> p.buf, p.len,
+                              <uint8_t *> _PBS(<PyObject *> out), &outlen)
+                self.busy = 0
+            else:
+                rc = seal(&self.s, <const uint8_t *> p.buf, p.len,
+                          <uint8_t *> _PBS(<PyObject *> out), &outlen)
+        finally:
+            PyBuffer_Release(&p)
+        if rc:
+            raise _transport_error(rc)
+        return out
 
     cdef int _init(self, HandshakeState hs, uint32_t local_index, uint32_t remote_index,
                    uint32_t padding, object backend, double now, object epoch) except -1:
@@ -733,30 +765,7 @@ cdef class DatagramSession(_Session):
         return self
 
     def seal(self, payload, now=None):
-        cdef Py_buffer p
-        cdef size_t outlen = 0, need
-        cdef int rc
-        self._enter(now)
-        _buf(payload, &p)
-        try:
-            need = noise_dgram_sealed_len(&self.s, p.len)
-            if need == 0:
-                raise _transport_error(NOISE_ERR_SIZE)
-            out = PyBytes_FromStringAndSize(NULL, need)
-            if p.len >= GIL_FREE_BYTES:
-                self.busy = 1
-                with nogil:
-                    rc = noise_dgram_seal(&self.s, <const uint8_t *> p.buf, p.len,
-                                          <uint8_t *> _PBS(<PyObject *> out), &outlen)
-                self.busy = 0
-            else:
-                rc = noise_dgram_seal(&self.s, <const uint8_t *> p.buf, p.len,
-                                      <uint8_t *> _PBS(<PyObject *> out), &outlen)
-        finally:
-            PyBuffer_Release(&p)
-        if rc:
-            raise _transport_error(rc)
-        return out
+        return self._seal(payload, now, noise_dgram_sealed_len, noise_dgram_seal)
 
     cdef object _open(self, object datagram, object now, bint raising):
         cdef Py_buffer d
@@ -946,30 +955,7 @@ cdef class StreamSession(_Session):
         return self
 
     def seal(self, payload, now=None):
-        cdef Py_buffer p
-        cdef size_t outlen = 0, need
-        cdef int rc
-        self._enter(now)
-        _buf(payload, &p)
-        try:
-            need = noise_stream_sealed_len(&self.s, p.len)
-            if need == 0:
-                raise _transport_error(NOISE_ERR_SIZE)
-            out = PyBytes_FromStringAndSize(NULL, need)
-            if p.len >= GIL_FREE_BYTES:
-                self.busy = 1
-                with nogil:
-                    rc = noise_stream_seal(&self.s, <const uint8_t *> p.buf, p.len,
-                                           <uint8_t *> _PBS(<PyObject *> out), &outlen)
-                self.busy = 0
-            else:
-                rc = noise_stream_seal(&self.s, <const uint8_t *> p.buf, p.len,
-                                       <uint8_t *> _PBS(<PyObject *> out), &outlen)
-        finally:
-            PyBuffer_Release(&p)
-        if rc:
-            raise _transport_error(rc)
-        return out
+        return self._seal(payload, now, noise_stream_sealed_len, noise_stream_seal)
 
     def open(self, frame, now=None):
         """Open exactly one complete frame (length prefix included)."""
