@@ -129,15 +129,17 @@ def groups() -> list[Group]:
     def binding():
         # The Noise engineer's Aura binding alone (prologue, PSK, offers, resolve, transport
         # sessions): shows which layer the establishment time goes to.
-        from aura_core.noise import AuraHandshake
+        # Each side keeps its HandshakeKeys (static secret, prologue, PSK) as the service does.
+        from aura_core.noise.channel import HandshakeKeys
         from aura_core.rendezvous.negotiate import make_offer
 
         offer, resolve = make_offer(1), {alice.public.x25519: alice.public}.get
+        ka, kb = HandshakeKeys(alice, key, bytes(ctx)), HandshakeKeys(bob, key, bytes(ctx))
 
         def run() -> int:
             for _ in range(N_HS):
-                i = AuraHandshake.initiator(alice, bob.public, key, bytes(ctx), 1, offer)
-                r = AuraHandshake.responder(bob, key, bytes(ctx), 1, offer, resolve)
+                i = ka.initiator(bob.public, 1, offer)
+                r = kb.responder(1, offer, resolve)
                 r.read_message(i.write_message())
                 i.read_message(r.write_message())
                 i.stream_session()

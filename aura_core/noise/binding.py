@@ -161,6 +161,9 @@ class Offer:
     @classmethod
     def decode(cls, data: bytes) -> Offer:
         data = bytes(data)
+        hit = _DECODED.get(data)
+        if hit is not None:  # a peer's answer repeats byte for byte (offers differ by timestamp)
+            return hit
         if len(data) < _OFFER.size:
             raise DecodeError("offer truncated", len(data))
         fmt, role, epoch, ts, version, min_version, caps, ext = _OFFER.unpack_from(data)
@@ -173,7 +176,12 @@ class Offer:
         if len(data) != _OFFER.size + ext:
             raise DecodeError("offer extension length mismatch", 34)
         # every field was range-checked above or is bounded by its packed width
-        return _trusted_offer(epoch, version, min_version, caps, data[_OFFER.size:], role, ts)
+        offer = _trusted_offer(epoch, version, min_version, caps, data[_OFFER.size:], role, ts)
+        if role == ROLE_ANSWER and ext == 0:
+            if len(_DECODED) >= 256:
+                _DECODED.clear()
+            _DECODED[data] = offer
+        return offer
 
     def encode_as(self, role: int) -> bytes:
         """:meth:`encode` with ``role`` in place of :attr:`role` (a responder's answer)."""
@@ -194,6 +202,7 @@ class Offer:
                               self.extension, self.role, _u64(timestamp, "timestamp"))
 
 
+_DECODED: dict[bytes, Offer] = {}  # answer payload -> its (immutable) Offer; public values only
 _new = object.__new__
 _set = object.__setattr__
 

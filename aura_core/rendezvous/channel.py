@@ -166,7 +166,7 @@ class Handshaker:
 
     def _check(self, now: int, want_role: str) -> None:
         # Order itself is the monitor's job (ProtocolError: the role broke its local type).
-        if self.role != want_role:
+        if self.role is not want_role and self.role != want_role:
             raise UsageError(f"this call is for the {want_role.lower()}")
         if self.state == "failed":
             raise UsageError("handshake already failed")

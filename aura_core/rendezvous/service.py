@@ -26,8 +26,9 @@ Theory of operation
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -111,6 +112,7 @@ DESCRIPTOR_PUBLISH_COST: Final = _OFFER.flow_cost
 CONNECT_DIRECT_COST: Final = _INIT.flow_cost
 CONNECT_RELAY_COST: Final = RELAYED_RENDEZVOUS.steps[0].flow_cost
 
+_INDEX_POOL: Final = struct.Struct("<16I")  # 16 handshake indices per CSPRNG call
 MAX_SEEN_NONCES: Final = 4096  # per context; older entries age out (FIFO)
 
 
@@ -152,7 +154,7 @@ class RendezvousService:
         self._pending: dict[tuple[ContextId, AuthorityId], tuple[Handshaker, int]] = {}
         self._soonest = 0
         self._intents: dict[tuple[AuthorityId, str, int], SendIntent] = {}
-        self._index_pool = b""
+        self._index_pool: Iterator[int] = iter(())
         self._init_ts = 0  # our last initiation timestamp (strictly increasing)
         self._accepted_ts: dict[tuple[ContextId, AuthorityId], int] = {}  # peers' last ones
 
@@ -206,11 +208,11 @@ class RendezvousService:
 
     def _new_index(self) -> int:
         """A random 32-bit handshake sender index (drawn from a pooled CSPRNG buffer)."""
-        pool = self._index_pool
-        if not pool:
-            pool = self._rand(64)
-        self._index_pool = pool[4:]
-        return int.from_bytes(pool[:4], "little")
+        index = next(self._index_pool, None)
+        if index is None:
+            self._index_pool = iter(_INDEX_POOL.unpack(self._rand(_INDEX_POOL.size)))
+            index = next(self._index_pool)
+        return index
 
     def _local_outcome(self, snapshot: GuardSnapshot, context: ContextId, capability: str,
                        cost: int, operation: str, facts: Callable[[], tuple[bytes, ...]]) -> GuardOutcome:
