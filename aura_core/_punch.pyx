@@ -88,6 +88,7 @@ cdef extern from "aura_punch.h":
         uint64_t sent, send_errors, acks_sent, datagrams
         uint64_t bursts, bursts_missed
         int64_t max_late_ns
+        int64_t run_start_ns
         int auto_ack
     void aura_punch_engine_keys(aura_punch_engine *e) nogil
     int aura_punch_set_simd(int level) nogil
@@ -387,7 +388,8 @@ cdef class Engine:
         out = {VERDICTS[j]: self.e.counts[j] for j in range(AURA_PUNCH_NVERDICTS)}
         out.update(sent=self.e.sent, send_errors=self.e.send_errors, acks_sent=self.e.acks_sent,
                    datagrams=self.e.datagrams, bursts=self.e.bursts,
-                   bursts_missed=self.e.bursts_missed, max_late_ns=self.e.max_late_ns)
+                   bursts_missed=self.e.bursts_missed, max_late_ns=self.e.max_late_ns,
+                   run_start_ns=self.e.run_start_ns)
         return out
 
 

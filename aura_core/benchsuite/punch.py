@@ -29,6 +29,7 @@ import hmac
 import os
 import socket
 import threading
+import time
 
 from . import Group
 
@@ -219,22 +220,31 @@ def bench_deadlines(targets: int = 10_000, interval: float = 0.05, duration: flo
         incoming = b"".join(_punch.build(punch_key(nonce), fid, me, i) for i in range(2000))
         host, port = src.getsockname()
 
+        fed_at: list[int] = []  # CLOCK_MONOTONIC ns, the clock the C loop reads
+
         def feed() -> None:  # 2,000 punches spread over the run, in sendmmsg bursts of 100
             for k in range(20):
                 threading.Event().wait(duration / 25)
+                fed_at.append(time.monotonic_ns())
                 _punch._bench_send_many(feeder.fileno(), host, port,
                                         incoming[k * 100 * PKT:(k + 1) * 100 * PKT], PKT)
         t = threading.Thread(target=feed)
         t.start()
-        engine.run(src.fileno(), send=True, interval=interval, timeout=duration, stop_after=0,
-                   max_events=0)
+        events = engine.run(src.fileno(), send=True, interval=interval, timeout=duration,
+                            stop_after=0, max_events=2000)
         t.join()
+        # how long an incoming punch waited (from its batch's send to its acceptance)
         st = engine.stats()
+        delays = sorted((st["run_start_ns"] + ev.elapsed * 1e9 - fed_at[ev.seq // 100]) / 1e9
+                        for ev in events if ev.seq // 100 < len(fed_at))
         due = math.ceil(duration / interval - 1e-9)  # bursts at 0, interval, ... < duration
         return {"targets": targets, "bursts_due": due, "bursts_started": st["bursts"],
                 "bursts_skipped": st["bursts_missed"],
                 "bursts_completed": st["sent"] // targets,
-                "max_late_ms": st["max_late_ns"] / 1e6, "punches_accepted": st["ok"]}
+                "max_late_ms": round(st["max_late_ns"] / 1e6, 3),
+                "punches_accepted": st["ok"],
+                "rx_delay_ms_median": round(delays[len(delays) // 2] * 1e3, 3) if delays else None,
+                "rx_delay_ms_max": round(delays[-1] * 1e3, 3) if delays else None}
     finally:
         sink.close()
         src.close()

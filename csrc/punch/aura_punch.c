@@ -623,6 +623,7 @@ long aura_punch_run(aura_punch_engine *e, int fd, int send, int64_t interval_ns,
     c->nev = 0;
     c->stop_after = stop_after ? stop_after : (size_t)-1;
     c->start = now_ns();
+    e->run_start_ns = c->start;
     int64_t deadline = c->start + timeout_ns, next_send = c->start;
     size_t pos = 0;         /* next target of the burst in progress */
     int in_burst = 0;

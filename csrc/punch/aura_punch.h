@@ -138,6 +138,7 @@ typedef struct aura_punch_engine {
     uint64_t sent, send_errors, acks_sent, datagrams;
     uint64_t bursts, bursts_missed; /* run(): bursts started; due bursts skipped (> interval late) */
     int64_t max_late_ns;            /* run(): worst start lateness of a burst */
+    int64_t run_start_ns;           /* run(): CLOCK_MONOTONIC at the start of the last call */
     int auto_ack; /* answer every accepted non-ack punch with an ack to its source */
 } aura_punch_engine;
 
