@@ -39,18 +39,25 @@ class Tag:
     FORWARD: Final = b"aura.forward.v1"
 
 
+_PERSONAL: dict[bytes, bytes] = {}
+
+
 def _personal(tag: bytes) -> bytes:
-    if not isinstance(tag, bytes) or len(tag) > 16:
-        raise InvalidValue("a domain tag is at most 16 bytes")
-    return tag.ljust(16, b"\0")
+    padded = _PERSONAL.get(tag)
+    if padded is None:
+        if not isinstance(tag, bytes) or len(tag) > 16:
+            raise InvalidValue("a domain tag is at most 16 bytes")
+        padded = _PERSONAL[tag] = tag.ljust(16, b"\0")
+    return padded
 
 
 def hash32(tag: bytes, *parts: bytes) -> Hash32:
     """BLAKE2b-256 of the concatenated ``parts`` under domain ``tag``."""
-    h = hashlib.blake2b(digest_size=32, person=_personal(tag))
-    for part in parts:
-        h.update(part)
-    return Hash32(h.digest())
+    h = hashlib.blake2b(parts[0] if len(parts) == 1 else b"".join(parts),
+                        digest_size=32, person=_personal(tag))
+    out = object.__new__(Hash32)
+    object.__setattr__(out, "digest", h.digest())  # 32 bytes by construction: skip the check
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,8 @@ class Hash32:
         return cls(bytes(32))
 
 
+_KDF_PERSONAL: Final = Tag.KDF.ljust(16, b"\0")
+
 # KDF labels (docs/wire.md §2.4).  The info layouts are fixed per label.
 LABEL_DESCRIPTOR_KEY: Final = b"descriptor-key"
 LABEL_HANDSHAKE_PSK: Final = b"handshake-psk"
@@ -103,11 +112,8 @@ def kdf(key: bytes, label: bytes, info: bytes = b"", length: int = 32) -> bytes:
         raise InvalidValue("KDF label must be 1..255 bytes")
     if not 16 <= length <= 64:
         raise InvalidValue("KDF output must be 16..64 bytes")
-    h = hashlib.blake2b(digest_size=length, key=key, person=_personal(Tag.KDF))
-    h.update(bytes([len(label)]))
-    h.update(label)
-    h.update(info)
-    return h.digest()
+    return hashlib.blake2b(bytes((len(label),)) + label + info, digest_size=length, key=key,
+                           person=_KDF_PERSONAL).digest()
 
 
 class ContextKey:
