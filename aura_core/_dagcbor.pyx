@@ -58,6 +58,8 @@ cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object o, Py_ssize_t *size) except NULL
     object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
     object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
+    object PyLong_FromLong(long v)
     void PyUnicode_InternInPlace(PyObject **p)
     bint PyUnicode_IS_COMPACT_ASCII(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
@@ -951,6 +953,13 @@ cdef inline int _key_order(const uint8_t *prev, size_t prevl, const uint8_t *k, 
     return 0
 
 
+cdef inline object _ascii_str(const uint8_t *p, size_t n):
+    # A compact ASCII str from bytes already checked to be ASCII (no second validation pass).
+    cdef object s = PyUnicode_New(<Py_ssize_t> n, 127)
+    aura_dc_copy_small(<uint8_t *> PyUnicode_DATA(s), p, n)
+    return s
+
+
 cdef inline object _short_str(const uint8_t *p, size_t n, size_t at, PyObject **table,
                               bint intern):
     # Short ASCII strings through a direct-mapped cache; misses decode and replace the slot.
@@ -967,7 +976,7 @@ cdef inline object _short_str(const uint8_t *p, size_t n, size_t at, PyObject **
         return <object> hit
     if not aura_dc_is_ascii(p, n):
         return _text(p, n, at)
-    s = PyUnicode_DecodeASCII(<const char *> p, <Py_ssize_t> n, NULL)
+    s = _ascii_str(p, n)
     raw = <PyObject *> s
     Py_INCREF(s)                        # this reference goes to the cache
     if intern:
@@ -1214,6 +1223,8 @@ cdef inline object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
             return _short_str(p + at, <size_t> v, at, _str_cache, False)
         return _text(p + at, <size_t> v, at)
     if mt == 0:
+        if v < 0x40000000:
+            return PyLong_FromLong(<long> v)     # one digit: the small-int cache or a fast path
         return PyLong_FromUnsignedLongLong(v)
     return _dec_more(p, n, pos, depth, start, mt, ai, v)
 
