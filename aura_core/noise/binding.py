@@ -100,11 +100,14 @@ def channel_id(handshake_hash: bytes) -> Hash32:
 
 
 _CHANNEL_PERSON: Final = Tag.CHANNEL.ljust(16, b"\0")  # hash32's personalisation of the tag
+_CHANNEL_HASH: Final = hashlib.blake2b(digest_size=32, person=_CHANNEL_PERSON)  # copied, never fed
 
 
 def channel_id_bytes(handshake_hash: bytes) -> bytes:
     """``channel_id(handshake_hash).digest`` without the wrapper (once per establishment)."""
-    return hashlib.blake2b(handshake_hash, digest_size=32, person=_CHANNEL_PERSON).digest()
+    h = _CHANNEL_HASH.copy()
+    h.update(handshake_hash)
+    return h.digest()
 
 
 def version_from_str(text: str) -> int:

@@ -131,7 +131,7 @@ class Handshaker:
         self.deadline = now + timeout_ms
         self.state = "new"
         self.peer = peer
-        self.monitor = _monitor_after_descriptors(role)
+        self.monitor = _TEMPLATES[role].copy()  # = _monitor_after_descriptors(role)
         self.outcome: Compatible | Incompatible | None = None
         self._hs = hs
         self._offer = offer
