@@ -342,7 +342,7 @@ def test_run_serves_receive_between_slices_of_a_long_burst():
 
 # --- fuzz target smoke (the sanitizer pass runs this) -----------------------------------------
 
-def test_fuzz_corpus_smoke():
+def test_fuzz_corpus_smoke(simd_level):
     rng = random.Random(1234)
     print("seed 1234")
     corpus = fuzz_punch.seeds()

@@ -434,7 +434,7 @@ int aura_punch_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len, aura
 /* Validate n received datagrams in order (verdicts, fields and peers per datagram): prechecks
  * first, then every tag in one tag_many pass (all under our own key state), then lookup and
  * replay windows in arrival order.  n <= BATCH. */
-static void accept_batch(aura_punch_engine *e, uint8_t *const *pkt, const size_t *len, size_t n,
+static void accept_batch(aura_punch_engine *e, const uint8_t *const *pkt, const size_t *len, size_t n,
                          int *v, aura_punch_fields *f, long *peer) {
     const aura_punch_kstate *st[BATCH];
     const uint8_t *tp[BATCH];
@@ -561,7 +561,7 @@ typedef struct rx_ctx {
 
 /* Read and validate everything queued on fd without blocking.  1: stop_after reached. */
 static int drain(aura_punch_engine *e, int fd, rx_ctx *c) {
-    uint8_t *pkt[BATCH];
+    const uint8_t *pkt[BATCH];
     size_t len[BATCH];
     int v[BATCH];
     aura_punch_fields f[BATCH];
@@ -757,19 +757,16 @@ long aura_punch_bench_send_many(int fd, const struct sockaddr_storage *to, sockl
 }
 
 long aura_punch_bench_accept(aura_punch_engine *e, const uint8_t *pkt, size_t len, size_t n) {
-    /* the receive path's validation: batches of up to BATCH copies of one packet (after the
-     * first it is a replay, but only after the full tag check) */
-    uint8_t copies[BATCH][AURA_PUNCH_LEN + 1];
-    uint8_t *pkts[BATCH];
+    /* the receive path's validation: batches of up to BATCH lanes all holding one packet (after
+     * the first it is a replay, but only after the full tag check) */
+    const uint8_t *pkts[BATCH];
     size_t lens[BATCH];
     int v[BATCH];
     aura_punch_fields f[BATCH];
     long peer[BATCH];
     long ok = 0;
-    if (len > sizeof copies[0]) return AURA_PUNCH_EARG;
     for (size_t k = 0; k < BATCH; k++) {
-        memcpy(copies[k], pkt, len);
-        pkts[k] = copies[k];
+        pkts[k] = pkt;
         lens[k] = len;
     }
     for (size_t i = 0; i < n; i += BATCH) {

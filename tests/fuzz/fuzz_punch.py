@@ -16,6 +16,7 @@ KEY = bytes(range(32))
 ME = bytes(range(16, 32))
 PEER = bytes(range(32, 48))
 VERDICTS = set(_punch.VERDICTS)
+BATCHED = 9  # one 8-lane compression plus a single-lane remainder
 
 
 def seeds() -> list[bytes]:
@@ -41,16 +42,22 @@ def one_input(data: bytes, engine: _punch.Engine | None = None) -> None:
         assert v4 in VERDICTS and (ack is None or (fields4 is not None and not fields4[2] & 1))
         if ack is not None:  # an ack is a valid punch back to the sender
             assert _punch.parse(ack)[0] == "ok"
+        if data:
+            # the batched receive path (vector tags, 8 + 1 lanes) agrees with the stateless check
+            valid = verdict2 == "ok" and fields2[0] == PEER
+            assert engine._bench_accept(data, BATCHED) == (BATCHED if valid else 0)
 
 
 def run_corpus(items: Iterable[bytes]) -> int:
     engine = _punch.Engine(ME, KEY, [(PEER, KEY)])
-    n = 0
+    n = nonempty = 0
     for data in items:
         one_input(data, engine)
         n += 1
+        nonempty += bool(data)
     stats = engine.stats()
-    assert sum(stats[v] for v in _punch.VERDICTS) == 2 * n  # accept + accept_and_ack
+    # accept + accept_and_ack + the batched validations
+    assert sum(stats[v] for v in _punch.VERDICTS) == 2 * n + BATCHED * nonempty
     return n
 
 
