@@ -15,8 +15,11 @@ from aura_core.journal.reconcile import (
     FLAG_DIGEST,
     FLAG_FIN,
     Limits,
+    P,
     SortedIds,
     Split,
+    decode_cell,
+    key_of,
     SyncMessage,
     decode_message,
     encode_message,
@@ -127,22 +130,48 @@ def test_range_pushes_are_paged_within_message_limits():
     assert sa.stats.messages_sent > 3000 * len(fact(1)) // 4000
 
 
-def test_sorted_ids_sums_and_search():
+def test_sorted_ids_moments_and_search():
     hs = sorted({fact_hash(fact(i)) for i in range(1000)})
     ids = SortedIds(b"".join(hs))
+    keys = [key_of(int.from_bytes(h, "big")) for h in hs]
     for i, j in [(0, 0), (0, 1000), (3, 700), (64, 128), (999, 1000)]:
-        assert ids.prefix_sum(j) - ids.prefix_sum(i) == sum(int.from_bytes(h, "big") for h in hs[i:j])
+        assert ids.cell(i, j) == (j - i, sum(keys[i:j]) % P, sum(e * e for e in keys[i:j]) % P)
     assert ids.contains(hs[10]) and not ids.contains(b"\0" * 32)
     assert ids.index(int.from_bytes(hs[5], "big")) == 5
-    assert ids.find_low(0, 1000, int.from_bytes(hs[77][16:], "big")) == hs[77]
-    # children cells, by both strategies (walk for sparse children, prefix sums for dense)
+    assert ids.find_key(0, 1000, keys[77]) == hs[77] and ids.find_key(0, 77, keys[77]) is None
+    assert ids.find_key(0, 1000, (keys[77] + 1) % P) is None
+    # children cells, by both strategies (walk for sparse children, prefix moments for dense)
     for k, p, b in [(0, 0, 1), (0, 0, 3), (2, 1, 4), (0, 0, 12), (5, 17, 2)]:
-        starts, counts, sums = ids.cells(k, p, b)
+        starts, cells = ids.cells(k, p, b)
         for c in range(1 << b):
             lo = ((p << b) | c) << (256 - k - b)
             hi = ((p << b) | c) + 1 << (256 - k - b)
-            inside = [int.from_bytes(h, "big") for h in hs if lo <= int.from_bytes(h, "big") < hi]
-            assert counts[c] == len(inside) == starts[c + 1] - starts[c] and sums[c] == sum(inside)
+            inside = [key_of(int.from_bytes(h, "big")) for h in hs if lo <= int.from_bytes(h, "big") < hi]
+            assert cells[c] == (len(inside), sum(inside) % P, sum(e * e for e in inside) % P)
+            assert starts[c + 1] - starts[c] == len(inside)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(1, P - 1), min_size=1, max_size=2), st.sets(st.integers(1, P - 1), max_size=2),
+       st.integers(0, P - 1), st.integers(0, P - 1))
+def test_decode_cell_recovers_every_difference_of_at_most_two(xs, ys, s1, s2):
+    xs, ys = xs - ys, ys - xs
+    if len(xs) + len(ys) > 2 or not xs and not ys:
+        return
+    # a common part (s1, s2 of shared facts) cancels: only the difference is decoded
+    d1 = (sum(xs) - sum(ys)) % P
+    d2 = (sum(x * x for x in xs) - sum(y * y for y in ys)) % P
+    got = decode_cell(len(xs) - len(ys), d1, d2)
+    assert got is not None and set(got[0]) == xs and set(got[1]) == ys
+    # and a random cell is mostly refused, never "decoded" to keys without being checked
+    assert decode_cell(1, s1, s2) is None or s2 == s1 * s1 % P
+
+
+def test_small_ranges_are_listed_and_resolved_in_one_step():
+    a, b = store_with(range(40)), store_with(range(3, 43, 2))
+    sa, sb = pump(a, b)
+    assert a.digest(CTX) == b.digest(CTX) and sa.stats.round_trips <= 2
+    assert sa.stats.facts_pushed + sb.stats.facts_pushed == len(set(range(40)) ^ set(range(3, 43, 2)))
 
 
 # -- wire codec ----------------------------------------------------------------------------
@@ -150,14 +179,21 @@ def test_sorted_ids_sums_and_search():
 messages = st.builds(
     SyncMessage,
     flags=st.sampled_from([0, 2, 4, 6]),
-    splits=st.lists(st.builds(lambda k, b, cells: Split(k, (1 << k) - 1 if k else 0, b, cells[: 1 << b] + [(0, 0)] * ((1 << b) - len(cells[: 1 << b]))),
+    splits=st.lists(st.builds(lambda k, b, cells, fp: Split(k, (1 << k) - 1 if k else 0, b, [
+                                  (c, s1 & ((1 << 64) - 1), 0) if fp else (c, s1, s2)
+                                  for c, s1, s2 in cells[: 1 << b]] + [(0, 0, 0)] * ((1 << b) - len(cells[: 1 << b])), fp),
                               st.integers(0, 40), st.integers(1, 3),
-                              st.lists(st.tuples(st.integers(1, 10**6), st.integers(0, (1 << 128) - 1)), max_size=8)),
+                              st.lists(st.tuples(st.integers(1, 10**6), st.integers(0, P - 1), st.integers(0, P - 1)), max_size=8),
+                              st.booleans()),
                     max_size=3),
     facts=st.lists(st.binary(min_size=1, max_size=40), max_size=4),
     want_ids=st.lists(st.tuples(st.integers(0, 128), st.binary(min_size=32, max_size=32)), max_size=3),
-    want_keys=st.lists(st.tuples(st.just(8), st.integers(0, 255), st.integers(0, (1 << 128) - 1)), max_size=3),
+    want_keys=st.lists(st.tuples(st.just(8), st.integers(0, 255), st.integers(0, P - 1)), max_size=3),
     want_ranges=st.lists(st.tuples(st.just(3), st.integers(0, 7)), max_size=3),
+    ids=st.lists(st.tuples(st.just(9), st.integers(0, 511), st.integers(1, 5).map(lambda n: bytes(range(8 * n)))), max_size=2),
+    want_idx=st.lists(st.tuples(st.just(2), st.integers(0, 3), st.just(9), st.just(b"\x81\x00")), max_size=2),
+    root=st.one_of(st.none(), st.tuples(st.integers(0, P - 1), st.integers(0, P - 1))),
+    ctx=st.just(CTX),
     counts=st.sampled_from([b"", bytes(2), bytes(range(32)), b"\xff" * 4]),
 )
 
@@ -169,7 +205,8 @@ def test_codec_roundtrip(m):
     back = decode_message(data)
     assert encode_message(back) == data
     assert back.splits == m.splits and back.facts == m.facts and back.want_ids == m.want_ids
-    assert back.counts == m.counts and back.want_keys == m.want_keys
+    assert back.counts == m.counts and back.want_keys == m.want_keys and back.ids == m.ids
+    assert back.want_idx == m.want_idx and back.root == m.root
     # every truncation is either rejected or is itself a shorter valid message
     for cut in range(len(data)):
         try:
@@ -191,26 +228,38 @@ def test_codec_random_bytes_raise_only_protocol_error(data):
 
 def test_codec_rejects_noncanonical_and_oversize():
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00")  # unknown version
+        decode_message(b"\x01\x00")  # unknown (old) version
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x80")  # unknown flag
+        decode_message(b"\x02\x80")  # unknown flag
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00\x02\x80\x00")  # non-minimal varint
+        decode_message(b"\x02\x00\x02\x80\x00")  # non-minimal varint
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00\x05\x01\x02")  # prefix 2 does not fit in 1 bit
+        decode_message(b"\x02\x00\x05\x01\x02")  # prefix 2 does not fit in 1 bit
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00\x01\x00\x11" + b"\x00" * 8192)  # fan-out 2^17
+        decode_message(b"\x02\x00\x01\x00\x11" + b"\x00" * 8192)  # fan-out 2^17
     big = encode_message(SyncMessage(facts=[b"x"] * 20))
     with pytest.raises(ProtocolError):
         decode_message(big, Limits(max_facts=10))
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00" + b"\x05\x00" * 10, Limits(max_wants=5))
+        decode_message(b"\x02\x00" + b"\x05\x00" * 10, Limits(max_wants=5))
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00" + b"\x00" * 100, Limits(max_message_bytes=50))
+        decode_message(b"\x02\x00" + b"\x00" * 100, Limits(max_message_bytes=50))
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00\x06\x09" + b"\x00" * 512)  # counts for 2^9 children
+        decode_message(b"\x02\x00\x06\x09" + b"\x00" * 512)  # counts for 2^9 children
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00\x06\x01\x00\x00\x06\x01\x00\x00")  # counts twice
+        decode_message(b"\x02\x00\x06\x01\x00\x00\x06\x01\x00\x00")  # counts twice
+    with pytest.raises(ProtocolError):  # a field element >= P
+        decode_message(b"\x02\x00\x07" + CTX + b"\xff" * 16 + bytes(16))
+    with pytest.raises(ProtocolError):  # root twice
+        decode_message(b"\x02\x00" + (b"\x07" + CTX + bytes(32)) * 2)
+    with pytest.raises(ProtocolError):  # an empty id list
+        decode_message(b"\x02\x00\x08\x00\x00")
+    with pytest.raises(ProtocolError):  # more listed ids than cells allowed
+        decode_message(b"\x02\x00\x08\x00\x05" + bytes(40), Limits(max_cells=4))
+    with pytest.raises(ProtocolError):  # bitmap padding bits set
+        decode_message(b"\x02\x00\x09\x00\x03\xe1")
+    with pytest.raises(ProtocolError):  # truncated fingerprint split
+        decode_message(b"\x02\x00\x0a\x00\x01\x01" + bytes(8))
 
 
 def test_root_counts_size_the_first_split():
@@ -219,19 +268,19 @@ def test_root_counts_size_the_first_split():
     a = store_with(range(5000))
     behind = store_with(range(100, 5000))
     ra, rb = Reconciler(a.sorted_ids(CTX)), Reconciler(behind.sorted_ids(CTX))
-    assert rb._root_estimate(ra.root_counts()) == 100.0  # one-sided: every difference counted
-    assert rb._root_estimate(b"") == 8.0                  # no counts: the default guess
+    assert rb._root_estimate(ra.root_counts()) [:2] == (100.0, False)  # one-sided: all counted
+    assert rb._root_estimate(b"") == (8.0, False, -1)                 # no counts: the default guess
     diverged = Reconciler(store_with(range(50, 5050)).sorted_ids(CTX))
-    assert diverged._root_estimate(ra.root_counts()) > 50
+    assert diverged._root_estimate(ra.root_counts())[0] > 50
     sa = SyncSession(a.view(CTX), "B", initiator=True)
     sb = SyncSession(behind.view(CTX), "A", initiator=False)
     sa.start()
     [hello] = sa.data_to_send()
-    assert len(decode_message(hello).counts) == 32
+    assert len(decode_message(hello).counts) == 16
     sb.receive(hello)
     [reply] = sb.data_to_send()
     [split] = decode_message(reply).splits
-    assert (split.k, split.b) == (0, 8)  # 2 cells per counted difference at the root
+    assert (split.k, split.b, split.fp) == (0, 7, False)  # a cell per counted difference
 
 
 # -- hostile peers -------------------------------------------------------------------------
@@ -255,7 +304,7 @@ def test_garbage_fails_the_session_without_touching_the_journal():
 def test_invalid_facts_are_dropped_and_counted():
     s = store_with(range(10))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=0, total=0)))
     bad = [b"\x18\x01", fact(99) + b"\x00", b"\xa1\x61a\x01\x61a\x02"]  # noncanonical, trailing, dup keys
     r.receive(encode_message(SyncMessage(flags=FLAG_FIN, facts=bad + [fact(100)])))
     assert r.done and not r.failed
@@ -266,11 +315,11 @@ def test_invalid_facts_are_dropped_and_counted():
 def test_other_context_and_lying_digest():
     s = store_with(range(10))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=bytes(16), count=10, total=5)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=bytes(16), count=10, total=5)))
     assert r.failed and r.error.phase is SyncPhase.DIGEST_EXCHANGE
     # a digest that lies (count 11, random sum): we answer, never store anything unverified
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=11, total=12345)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=11, total=12345)))
     out = r.data_to_send()
     assert len(out) == 1 and not r.failed
     r.receive(encode_message(SyncMessage(flags=FLAG_FIN)))
@@ -281,7 +330,7 @@ def test_pending_work_is_bounded():
     s = store_with(range(10))
     lim = Limits(max_pending=50)
     r = responder(s, lim)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=10, total=1)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=10, total=1)))
     r.data_to_send()
     for _ in range(3):
         r.receive(encode_message(SyncMessage(want_ranges=[(6, i) for i in range(40)])))
@@ -295,7 +344,7 @@ def test_pending_work_is_bounded():
 def test_fin_with_requests_is_a_protocol_error():
     s = store_with(range(3))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=0, total=0)))
     r.receive(encode_message(SyncMessage(flags=FLAG_FIN, want_ranges=[(0, 0)])))
     assert r.failed and r.error.phase is SyncPhase.PLAN_REQUEST
 
@@ -385,7 +434,7 @@ def test_received_facts_buffer_and_session_length_are_bounded():
     s = JournalStore()
     r = SyncSession(s.view(CTX), "evil", initiator=False, flush_facts=50,
                     limits=Limits(max_messages=30))
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=0, total=0)))
     for k in range(40):
         r.receive(encode_message(SyncMessage(facts=[fact(1000 + 20 * k + i) for i in range(20)])))
         r.data_to_send()
@@ -396,15 +445,18 @@ def test_received_facts_buffer_and_session_length_are_bounded():
     assert s.digest(CTX) == s.recompute_digest(CTX) and s.digest(CTX).count >= 500
 
 
-def test_cpu_per_message_is_bounded_for_key_searches():
+def test_failed_key_wants_cost_one_split_per_range():
     s = store_with(range(3000))
-    r = SyncSession(s.view(CTX), "evil", initiator=False, limits=Limits(max_scan=1000))
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=3000,
-                                         total=s.digest(CTX).total)))
-    # whole-journal key searches are refused past the budget and answered with splits instead
-    r.receive(encode_message(SyncMessage(want_keys=[(0, 0, i) for i in range(50)])))
+    r = SyncSession(s.view(CTX), "evil", initiator=False)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=r._rec.root_moments(), ctx=CTX,
+                                         count=3000, total=s.digest(CTX).total)))
+    assert r.data_to_send() and not r._rec.pending()  # equal: nothing to do
+    # key lookups are binary searches; a flood of bogus keys for one range is answered once
+    r.receive(encode_message(SyncMessage(want_keys=[(0, 0, i) for i in range(500)])))
     assert not r.failed
-    assert r._rec._scan >= 0 and len(r._rec.splits) + sum(1 for _ in r.data_to_send()) > 0
+    [reply] = r.data_to_send()
+    m = decode_message(reply)
+    assert len(m.splits) == 1 and not m.facts
 
 
 def test_snapshot_is_cached_until_the_journal_changes():
@@ -425,7 +477,7 @@ def test_hostile_message_sequences_never_escape_or_corrupt(seq, as_initiator):
     if as_initiator:
         sess.start()
     else:
-        sess.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, ctx=CTX, count=7, total=99)))
+        sess.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=7, total=99)))
     for m in seq:
         m.flags &= ~FLAG_DIGEST
         sess.receive(encode_message(m))  # must not raise, whatever the content

@@ -29,6 +29,7 @@ sync"), decoded with hard limits so peer input cannot grow memory without bound.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable
@@ -51,7 +52,7 @@ __all__ = [
     "FLAG_FIN",
 ]
 
-WIRE_VERSION: Final = 1
+WIRE_VERSION: Final = 2
 FLAG_DIGEST: Final = 0x01  # the message starts with the sender's context id and JournalDigest
 FLAG_MORE: Final = 0x02    # the sender still has queued output (pushes) for the next message
 FLAG_FIN: Final = 0x04     # the initiator is done; no reply is expected
@@ -62,18 +63,27 @@ TAG_WANT_ID: Final = 3
 TAG_WANT_KEY: Final = 4
 TAG_WANT_RANGE: Final = 5
 TAG_COUNTS: Final = 6      # root children counts mod 256: sizes the first split (initiator only)
-COUNTS_BITS: Final = 5
+TAG_ROOT: Final = 7        # the initiator's moments of its whole set (its root cell)
+TAG_IDS: Final = 8         # a small range's fact ids (keyed 8-byte digests), in hash order
+TAG_WANT_IDX: Final = 9    # which of the peer's listed ids we lack (a bitmap)
+TAG_SPLIT_FP: Final = 10   # a split with 8-byte fingerprints instead of moments (chasing clusters)
+FP_MASK: Final = (1 << 64) - 1
+ID_BYTES: Final = 8
+IDLIST_MAX = 64            # a range this small (either side) is listed, not split
+CLUSTER_EXTRA_BITS = 2     # extra fan-out bits for a difference found clustered
+COUNTS_BITS: Final = 4
 
 BITS: Final = 256
-MOD128: Final = 1 << 128
-MASK128: Final = MOD128 - 1
 MOD256: Final = 1 << 256
+P: Final = (1 << 127) - 1  # cells sum keys and squared keys in GF(P)
+KEY_SHIFT: Final = BITS - 127  # a fact's key is the top 127 bits of its hash
+INV2: Final = (P + 1) // 2
 MAX_DEPTH: Final = 128     # ranges deeper than this are transferred whole (never reached honestly)
 MAX_FANOUT_BITS: Final = 16
 CHECKPOINT: Final = 64     # SortedIds keeps one prefix sum per 64 hashes
-FANOUT_FACTOR = 6.0        # cells per estimated difference when a range is split
-COUNTED_FACTOR = 2.0       # ... when the estimate is a count difference rather than a guess
-ROOT_FACTOR = 2.0          # the same at the root (its cells hold the most facts, so cost most)
+FANOUT_FACTOR = 1.5        # cells per estimated difference when a range is split
+COUNTED_FACTOR = 1.0       # ... when the estimate is a count difference rather than a guess
+ROOT_FACTOR = 1.0          # the same at the root (its cells hold the most facts, so cost most)
 ROOT_ESTIMATE = 8.0        # differences assumed at the root when the counts say nothing
 
 
@@ -88,31 +98,77 @@ class Limits:
     max_wants: int = 1 << 16           # want entries per message
     max_pending: int = 1 << 17         # queued pushes, wants and splits at any time
     max_messages: int = 4096           # messages one session may receive
-    max_scan: int = 1 << 21            # hashes scanned for pure-cell keys per message processed
+    max_scan: int = 1 << 21            # hashes scanned for keys per message processed
     out_message_bytes: int = 1 << 20   # soft target for what we compose
+
+
+def key_of(h: int) -> int:
+    """A fact's reconciliation key: the top 127 bits of its hash, an element of GF(P)."""
+    return (h >> KEY_SHIFT) % P
+
+
+def _sqrt(a: int) -> int | None:
+    """A square root in GF(P) (P = 3 mod 4), or None."""
+    r = pow(a, (P + 1) // 4, P)
+    return r if r * r % P == a % P else None
+
+
+def decode_cell(dc: int, d1: int, d2: int) -> tuple[list[int], list[int]] | None:
+    """The keys (ours, theirs) of a cell difference of at most two facts, or None.
+
+    ``dc`` = our count - theirs, ``d1``/``d2`` = our sums of keys / squared keys - theirs (mod P).
+    One fact (|dc| = 1) is certified by d2 = ±d1^2; one on each side (dc = 0) solves
+    x - y = d1, x^2 - y^2 = d2; two on one side (|dc| = 2) solves x + y = s, x^2 + y^2 = q.
+    A wrong answer for a larger difference is possible only where it names keys absent from the
+    holder's range, which the caller checks (then the range is split instead).
+    """
+    if dc == 1:
+        return ([d1], []) if d2 == d1 * d1 % P and d1 else None
+    if dc == -1:
+        y = -d1 % P
+        return ([], [y]) if (-d2) % P == y * y % P and y else None
+    if dc == 0:
+        if not d1:
+            return None
+        t = d2 * pow(d1, P - 2, P) % P  # x + y
+        x, y = (t + d1) * INV2 % P, (t - d1) * INV2 % P
+        return ([x], [y]) if x != y else None
+    if dc in (2, -2):
+        s, q = (d1, d2) if dc == 2 else (-d1 % P, -d2 % P)
+        r = _sqrt((2 * q - s * s) % P)  # (x - y)^2 = 2q - s^2
+        if r is None or not r:
+            return None
+        x, y = (s + r) * INV2 % P, (s - r) * INV2 % P
+        return ([x, y], []) if dc == 2 else ([], [x, y])
+    return None
 
 
 # -- snapshot of one side's hashes ---------------------------------------------------------
 
 class SortedIds:
-    """Sorted 32-byte hashes in one bytes object plus a prefix sum every CHECKPOINT entries."""
+    """Sorted 32-byte hashes in one bytes object plus prefix moments every CHECKPOINT entries."""
 
-    __slots__ = ("blob", "n", "_pref")
+    __slots__ = ("blob", "n", "_p1", "_p2")
 
     def __init__(self, blob: bytes) -> None:
         if len(blob) % 32:
             raise ValueError("hash blob is a multiple of 32 bytes")
         self.blob = blob
         self.n = len(blob) // 32
-        pref = [0]
-        acc = 0
+        p1, p2 = [0], [0]
+        a1 = a2 = 0
         fb = int.from_bytes
         for c in range(0, self.n, CHECKPOINT):
             chunk = blob[c * 32:(c + CHECKPOINT) * 32]
             for o in range(0, len(chunk), 32):
-                acc += fb(chunk[o:o + 32], "big")
-            pref.append(acc)
-        self._pref = pref
+                e = (fb(chunk[o:o + 16], "big") >> 1) % P
+                a1 += e
+                a2 += e * e
+            a1 %= P
+            a2 %= P
+            p1.append(a1)
+            p2.append(a2)
+        self._p1, self._p2 = p1, p2
 
     @classmethod
     def of(cls, hashes: list[bytes]) -> SortedIds:
@@ -136,55 +192,69 @@ class SortedIds:
                 hi = mid
         return lo
 
-    def prefix_sum(self, i: int) -> int:
+    def moments(self, i: int) -> tuple[int, int]:
+        """(Σ key, Σ key^2) mod P over positions [0, i)."""
         c = i // CHECKPOINT
-        acc = self._pref[c]
+        a1, a2 = self._p1[c], self._p2[c]
         fb, blob = int.from_bytes, self.blob
         for o in range(c * CHECKPOINT * 32, i * 32, 32):
-            acc += fb(blob[o:o + 32], "big")
-        return acc
+            e = (fb(blob[o:o + 16], "big") >> 1) % P
+            a1 += e
+            a2 += e * e
+        return a1 % P, a2 % P
 
-    def cells(self, k: int, p: int, b: int) -> tuple[list[int], list[int], list[int]]:
-        """Positions, counts and sums of the 2^b children of range (k, p).
+    def cell(self, i: int, j: int) -> tuple[int, int, int]:
+        """(count, Σ key, Σ key^2) over positions [i, j)."""
+        a1, a2 = self.moments(i)
+        b1, b2 = self.moments(j)
+        return j - i, (b1 - a1) % P, (b2 - a2) % P
 
-        Returns ``(starts, counts, sums)``: child c holds positions [starts[c], starts[c+1]).
+    def cells(self, k: int, p: int, b: int) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """Positions and cells (count, Σ key, Σ key^2) of the 2^b children of range (k, p).
+
+        Returns ``(starts, cells)``: child c holds positions [starts[c], starts[c+1]).
         Costs O(r + 2^b) for r hashes in the range: a walk over the hashes when they are few
-        per child, prefix sums at the child boundaries otherwise.
+        per child, prefix moments at the child boundaries otherwise.
         """
         m = 1 << b
         lo, hi = range_bounds(k, p)
         i0, i1 = self.index(lo), self.index(hi)
         shift = BITS - k - b
         if i1 - i0 <= 32 * m:
-            counts, sums = [0] * m, [0] * m
+            counts, s1, s2 = [0] * m, [0] * m, [0] * m
             blob, fb = self.blob, int.from_bytes
             for o in range(i0 * 32, i1 * 32, 32):
                 v = fb(blob[o:o + 32], "big")
                 c = (v - lo) >> shift
+                e = (v >> KEY_SHIFT) % P
                 counts[c] += 1
-                sums[c] += v
+                s1[c] += e
+                s2[c] += e * e
             starts = [i0]
             for c in counts:
                 starts.append(starts[-1] + c)
-            return starts, counts, sums
+            return starts, [(counts[c], s1[c] % P, s2[c] % P) for c in range(m)]
         starts = [i0]
         for c in range(1, m):
             starts.append(self.index(lo + (c << shift), starts[-1], i1))
         starts.append(i1)
-        pre = [self.prefix_sum(x) for x in starts]
-        return (starts, [starts[c + 1] - starts[c] for c in range(m)],
-                [pre[c + 1] - pre[c] for c in range(m)])
+        mom = [self.moments(x) for x in starts]
+        return starts, [(starts[c + 1] - starts[c], (mom[c + 1][0] - mom[c][0]) % P,
+                         (mom[c + 1][1] - mom[c][1]) % P) for c in range(m)]
 
     def contains(self, h: bytes) -> bool:
         i = self.index(int.from_bytes(h, "big"))
         return i < self.n and self.key(i) == h
 
-    def find_low(self, i: int, j: int, low: int) -> bytes | None:
-        """The hash in positions [i, j) whose low 128 bits equal ``low``, if any."""
-        blob, fb = self.blob, int.from_bytes
-        for o in range(i * 32, j * 32, 32):
-            if fb(blob[o + 16:o + 32], "big") == low:
-                return blob[o:o + 32]
+    def find_key(self, i: int, j: int, key: int) -> bytes | None:
+        """The hash in positions [i, j) whose key is ``key``, if any (a binary search)."""
+        if not 0 <= key < P:
+            return None
+        x = self.index(key << KEY_SHIFT, i, j)
+        if x < j:
+            h = self.key(x)
+            if key_of(int.from_bytes(h, "big")) == key:
+                return h
         return None
 
 
@@ -197,18 +267,23 @@ def range_bounds(k: int, p: int) -> tuple[int, int]:
 
 @dataclass
 class Split:
-    """The sender's cells for the 2^b children of range (k, p): (count, sum mod 2^128)."""
+    """The sender's cells for the 2^b children of range (k, p): (count, Σ key, Σ key^2 mod P).
+
+    A fingerprint split (``fp``) carries (count, Σ key mod 2^64, 0): it finds unequal children
+    at a third of the cost, without decoding them.
+    """
 
     k: int
     p: int
     b: int
-    cells: list[tuple[int, int]]
+    cells: list[tuple[int, int, int]]
+    fp: bool = False
 
 
 @dataclass
 class SyncMessage:
     flags: int = 0
-    ctx: bytes = b""
+    ctx: bytes = b""        # the initiator's context id (in the ROOT section)
     count: int = 0          # digest (when FLAG_DIGEST)
     total: int = 0
     splits: list[Split] = field(default_factory=list)
@@ -217,10 +292,14 @@ class SyncMessage:
     want_keys: list[tuple[int, int, int]] = field(default_factory=list)  # (k, p, low128)
     want_ranges: list[tuple[int, int]] = field(default_factory=list)    # (k, p)
     counts: bytes = b""     # counts mod 256 of the 2^b root children (b = log2 len)
+    root: tuple[int, int] | None = None  # the initiator's (Σ key, Σ key^2) of its whole set
+    ids: list[tuple[int, int, bytes]] = field(default_factory=list)       # (k, p, n * 8 bytes)
+    want_idx: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (k, p, n, bitmap)
 
     @property
     def has_requests(self) -> bool:
-        return bool(self.splits or self.want_ids or self.want_keys or self.want_ranges)
+        return bool(self.splits or self.want_ids or self.want_keys or self.want_ranges
+                    or self.ids or self.want_idx)
 
     @property
     def is_empty(self) -> bool:
@@ -242,21 +321,25 @@ def _range(k: int, p: int, out: bytearray) -> None:
 def encode_message(m: SyncMessage) -> bytes:
     out = bytearray((WIRE_VERSION, m.flags))
     if m.flags & FLAG_DIGEST:
-        out += m.ctx
         _varint(m.count, out)
         out += m.total.to_bytes(32, "big")
+    if m.root is not None:
+        out.append(TAG_ROOT)
+        out += m.ctx + m.root[0].to_bytes(16, "big") + m.root[1].to_bytes(16, "big")
     if m.counts:
         out.append(TAG_COUNTS)
         out.append(len(m.counts).bit_length() - 1)
         out += m.counts
     for s in m.splits:
-        out.append(TAG_SPLIT)
+        out.append(TAG_SPLIT_FP if s.fp else TAG_SPLIT)
         _range(s.k, s.p, out)
         out.append(s.b)
-        for count, total in s.cells:
+        for count, s1, s2 in s.cells:
             _varint(count, out)
-            if count:
-                out += total.to_bytes(16, "big")
+            if count and s.fp:
+                out += (s1 & FP_MASK).to_bytes(8, "big")
+            elif count:
+                out += s1.to_bytes(16, "big") + s2.to_bytes(16, "big")
     if m.facts:
         out.append(TAG_FACTS)
         _varint(len(m.facts), out)
@@ -274,6 +357,16 @@ def encode_message(m: SyncMessage) -> bytes:
     for k, p in m.want_ranges:
         out.append(TAG_WANT_RANGE)
         _range(k, p, out)
+    for k, p, blob in m.ids:
+        out.append(TAG_IDS)
+        _range(k, p, out)
+        _varint(len(blob) // ID_BYTES, out)
+        out += blob
+    for k, p, n, bitmap in m.want_idx:
+        out.append(TAG_WANT_IDX)
+        _range(k, p, out)
+        _varint(n, out)
+        out += bitmap
     return bytes(out)
 
 
@@ -315,6 +408,12 @@ class _Reader:
             if shift > 56:
                 raise self.fail("varint too long")
 
+    def elem(self) -> int:
+        v = int.from_bytes(self.take(16), "big")
+        if v >= P:
+            raise self.fail("field element out of range")
+        return v
+
     def range(self) -> tuple[int, int]:
         k = self.u8()
         if k > MAX_DEPTH:
@@ -336,13 +435,12 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
     if m.flags & ~(FLAG_DIGEST | FLAG_MORE | FLAG_FIN):
         raise r.fail("unknown flags")
     if m.flags & FLAG_DIGEST:
-        m.ctx = r.take(16)
         m.count = r.varint()
         m.total = int.from_bytes(r.take(32), "big")
     cells = wants = 0
     while r.pos < len(r.buf):
         tag = r.u8()
-        if tag == TAG_SPLIT:
+        if tag in (TAG_SPLIT, TAG_SPLIT_FP):
             k, p = r.range()
             b = r.u8()
             if not 1 <= b <= MAX_FANOUT_BITS or k + b > MAX_DEPTH:
@@ -353,8 +451,16 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
             lst = []
             for _ in range(1 << b):
                 c = r.varint()
-                lst.append((c, int.from_bytes(r.take(16), "big") if c else 0))
-            m.splits.append(Split(k, p, b, lst))
+                if tag == TAG_SPLIT_FP:
+                    lst.append((c, int.from_bytes(r.take(8), "big"), 0) if c else (0, 0, 0))
+                else:
+                    lst.append((c, r.elem(), r.elem()) if c else (0, 0, 0))
+            m.splits.append(Split(k, p, b, lst, tag == TAG_SPLIT_FP))
+        elif tag == TAG_ROOT:
+            if m.root is not None:
+                raise r.fail("root repeated")
+            m.ctx = r.take(16)
+            m.root = (r.elem(), r.elem())
         elif tag == TAG_COUNTS:
             b = r.u8()
             if m.counts or not 1 <= b <= 8:
@@ -380,9 +486,28 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
                 m.want_ids.append((k, r.take(32)))
             elif tag == TAG_WANT_KEY:
                 k, p = r.range()
-                m.want_keys.append((k, p, int.from_bytes(r.take(16), "big")))
+                m.want_keys.append((k, p, r.elem()))
             else:
                 m.want_ranges.append(r.range())
+        elif tag == TAG_IDS:
+            k, p = r.range()
+            n = r.varint()
+            cells += n
+            if not n or cells > limits.max_cells:
+                raise r.fail("bad id list")
+            m.ids.append((k, p, r.take(n * ID_BYTES)))
+        elif tag == TAG_WANT_IDX:
+            wants += 1
+            if wants > limits.max_wants:
+                raise r.fail("too many wants")
+            k, p = r.range()
+            n = r.varint()
+            if not 0 < n <= limits.max_cells:
+                raise r.fail("bad id bitmap")
+            bitmap = r.take((n + 7) // 8)
+            if n % 8 and bitmap[-1] & ((1 << (8 - n % 8)) - 1):
+                raise r.fail("bitmap padding")
+            m.want_idx.append((k, p, n, bitmap))
         else:
             raise r.fail("unknown section")
     return m
@@ -410,7 +535,10 @@ class Reconciler:
         self.want_ids: list[tuple[int, bytes]] = []
         self.want_keys: list[tuple[int, int, int]] = []
         self.want_ranges: list[tuple[int, int]] = []
-        self._scan = limits.max_scan
+        self.ids_out: deque[tuple[int, int, bytes]] = deque()
+        self.want_idx: list[tuple[int, int, int, bytes]] = []
+        self._split: set[tuple[int, int]] = set()  # ranges we sent cells for (once is enough)
+        self.id_key = b""        # keys the 8-byte ids of IDS lists (set_id_key, once digests are known)
         self._work = 0
         self._cells_left = 0
         self.pushed = 0          # facts sent
@@ -419,7 +547,23 @@ class Reconciler:
     # ---- analysis of what the peer sent ----
     def pending(self) -> int:
         return (len(self.push_ids) + len(self.push_ranges) + len(self.splits) + len(self.want_ids)
-                + len(self.want_keys) + len(self.want_ranges))
+                + len(self.want_keys) + len(self.want_ranges) + len(self.ids_out) + len(self.want_idx))
+
+    def set_id_key(self, initiator_total: int, responder_total: int) -> None:
+        """Key the IDS ids by both digests, so nobody can grind colliding ids in advance."""
+        h = hashlib.blake2b(digest_size=16, person=b"aura.sync.ids.v2")
+        h.update(initiator_total.to_bytes(32, "big") + responder_total.to_bytes(32, "big"))
+        self.id_key = h.digest()
+
+    def _ids_of(self, i: int, j: int) -> list[bytes]:
+        key, blob = self.id_key, self.ids.blob
+        return [hashlib.blake2b(blob[o:o + 32], digest_size=ID_BYTES, key=key).digest()
+                for o in range(i * 32, j * 32, 32)]
+
+    def _range_pos(self, k: int, p: int) -> tuple[int, int]:
+        lo, hi = range_bounds(k, p)
+        i = self.ids.index(lo)
+        return i, self.ids.index(hi, i)
 
     def _check_pending(self) -> None:
         if self.pending() > self.limits.max_pending:
@@ -432,45 +576,57 @@ class Reconciler:
         if self._work < 0:
             raise ProtocolError("sync message exceeds the work bound")
 
-    def _find_low(self, i: int, j: int, low: int) -> bytes | None | bool:
-        """find_low within the per-message scan budget; False when over budget."""
-        if j - i > self._scan:
-            return False
-        self._scan -= j - i
-        self._charge(j - i)
-        return self.ids.find_low(i, j, low)
+    def _find(self, i: int, j: int, key: int) -> bytes | None:
+        self._charge(1)
+        return self.ids.find_key(i, j, key)
 
-    def _cell(self, k: int, p: int) -> tuple[int, int, int, int]:
-        lo, hi = range_bounds(k, p)
-        i, j = self.ids.index(lo), self.ids.index(hi)
-        return i, j, j - i, self.ids.prefix_sum(j) - self.ids.prefix_sum(i)
-
-    def process(self, m: SyncMessage, *, root: tuple[int, int] | None = None) -> None:
-        """Queue our response to ``m``; ``root`` is the peer's digest if this is its first."""
-        self._scan = self.limits.max_scan  # bounds the CPU one message can make us spend
+    def process(self, m: SyncMessage, *, root: tuple[int, int, int] | None = None) -> None:
+        """Queue our response to ``m``; ``root`` is the peer's root cell if this is its first."""
         self._work = 4 * self.ids.n + 4 * self.limits.max_cells + self.limits.max_scan
         self._cells_left = self.limits.max_cells
         if root is not None:
-            count, total = root
-            i, j, c, s = 0, self.ids.n, self.ids.n, self.ids.prefix_sum(self.ids.n) % MOD256
-            if (c, s) != (count, total):
-                self._compare(0, 0, i, j, c, s, count, total, MOD256, est=self._root_estimate(m.counts))
+            tc, t1, t2 = root
+            oc, o1, o2 = self.ids.cell(0, self.ids.n)
+            if (oc, o1, o2) != (tc, t1, t2) and not self._resolve(0, 0, 0, oc, (oc, o1, o2), root):
+                self._narrow_root(m.counts, oc, tc)
+        nested = {(sp.k, sp.p) for sp in m.splits}
         for sp in m.splits:
-            self._process_split(sp)
+            self._process_split(sp, nested)
         for k, h in m.want_ids:
             if self.ids.contains(h):
                 self.push_ids.append(h)
             else:  # their candidate was wrong: split the range it came from
-                self._queue_split(k, int.from_bytes(h, "big") >> (BITS - k) if k else 0, est=2)
+                self._queue_split(k, int.from_bytes(h, "big") >> (BITS - k) if k else 0, est=3)
         for k, p, key in m.want_keys:
             lo, hi = range_bounds(k, p)
-            found = self._find_low(self.ids.index(lo), self.ids.index(hi), key)
-            if isinstance(found, bytes):
+            found = self._find(self.ids.index(lo), self.ids.index(hi), key)
+            if found is not None:
                 self.push_ids.append(found)
             else:
-                self._queue_split(k, p, est=2)
+                self._queue_split(k, p, est=3)
         for k, p in m.want_ranges:
             self._push_range(k, p)
+        for k, p, blob in m.ids:
+            i, j = self._range_pos(k, p)
+            self._charge(j - i + len(blob) // ID_BYTES)
+            mine = self._ids_of(i, j)
+            listed = [blob[x:x + ID_BYTES] for x in range(0, len(blob), ID_BYTES)]
+            theirs = set(listed)
+            self.push_ids.extend(self.ids.key(i + x) for x, e in enumerate(mine) if e not in theirs)
+            have = set(mine)
+            bits = [e not in have for e in listed]
+            if any(bits):
+                bm = bytearray((len(bits) + 7) // 8)
+                for x, want in enumerate(bits):
+                    if want:
+                        bm[x >> 3] |= 0x80 >> (x & 7)
+                self.want_idx.append((k, p, len(bits), bytes(bm)))
+        for k, p, n, bitmap in m.want_idx:
+            i, j = self._range_pos(k, p)
+            if j - i != n:
+                raise ProtocolError("id bitmap does not match the listed range")
+            self._charge(n)
+            self.push_ids.extend(self.ids.key(i + x) for x in range(n) if bitmap[x >> 3] & (0x80 >> (x & 7)))
         self._check_pending()
 
     def root_counts(self, b: int = COUNTS_BITS) -> bytes:
@@ -478,90 +634,138 @@ class Reconciler:
         idx = [self.ids.index(c << (BITS - b)) for c in range((1 << b) + 1)]
         return bytes((idx[c + 1] - idx[c]) & 0xFF for c in range(1 << b))
 
-    def _root_estimate(self, counts: bytes) -> float:
+    def root_moments(self) -> tuple[int, int]:
+        _, s1, s2 = self.ids.cell(0, self.ids.n)
+        return s1, s2
+
+    def _root_estimate(self, counts: bytes) -> tuple[float, bool, int]:
         """Differences expected at the root, from the peer's per-child counts if it sent them.
 
         Σ|Δc| over children counts every difference when one side holds all the extras (the
         signed sum then has the same magnitude); when both sides hold extras they partly cancel
         within a child, so the sum is scaled up (2.5 ≈ E[x+y] / E|x-y| for Poisson x, y ~ 1.5).
+        The difference looks clustered when at most one child's count differs (the root cell
+        could not be decoded, so there are at least three differences).
         """
         if not counts:
-            return ROOT_ESTIMATE
+            return ROOT_ESTIMATE, False, -1
         ours = self.root_counts(len(counts).bit_length() - 1)
         deltas = [((o - t + 128) & 0xFF) - 128 for o, t in zip(ours, counts)]
         total = sum(abs(d) for d in deltas)
-        return max(2.0, float(total) if abs(sum(deltas)) == total else 2.5 * total)
+        est = max(3.0, float(total) if abs(sum(deltas)) == total else 2.5 * total)
+        nonzero = [c for c, d in enumerate(deltas) if d]
+        return est, len(nonzero) <= 1, nonzero[0] if len(nonzero) == 1 else -1
 
-    def _process_split(self, sp: Split) -> None:
+    def _narrow_root(self, counts: bytes, oc: int, tc: int) -> None:
+        est, clustered, child = self._root_estimate(counts)
+        if not (clustered and child >= 0 and max(oc, tc) > IDLIST_MAX):
+            self._narrow(0, 0, 0, oc, oc, tc, est, clustered)
+            return
+        # the counts put every difference in one root child: fingerprint the root's children
+        # (a check that nothing hides elsewhere) and chase that child in the same message
+        b0 = len(counts).bit_length() - 1
+        self._queue_split(0, 0, 0.0, b_fixed=b0, fp=True)
+        i, j = self._range_pos(b0, child)
+        delta = ((j - i - counts[child] + 128) & 0xFF) - 128
+        self._narrow(b0, child, i, j, j - i, j - i - delta, est, True)
+
+    def _process_split(self, sp: Split, nested: set[tuple[int, int]] = set()) -> None:
         kc = sp.k + sp.b
         base = sp.p << sp.b
         self._charge(len(sp.cells))
-        starts, counts, sums = self.ids.cells(sp.k, sp.p, sp.b)
+        starts, cells = self.ids.cells(sp.k, sp.p, sp.b)
         self._charge(starts[-1] - starts[0])
-        unequal = []
-        for c, (tc, ts) in enumerate(sp.cells):
-            oc = counts[c]
-            os = sums[c] & MASK128
-            if oc != tc or os != ts:
-                unequal.append((c, oc, os, tc, ts))
+        if sp.fp:
+            cells = [(c, s1 & FP_MASK, 0) for c, s1, _ in cells]
+        unequal = [c for c in range(len(cells)) if cells[c] != sp.cells[c]]
         if not unequal:
             return
         m, q = len(sp.cells), len(unequal)
         d_est = m * math.log(m / (m - q)) if q < m else m * (math.log(m) + 1.0)
-        per_child = max(2.0, d_est / q)
-        for c, oc, os, tc, ts in unequal:
-            self._compare(kc, base | c, starts[c], starts[c + 1], oc, os, tc, ts, MOD128, per_child)
+        per_child = max(3.0, d_est / q)
+        for c in unequal:
+            if (kc, base | c) in nested:  # the same message splits it further: compared there
+                continue
+            self._compare(kc, base | c, starts[c], starts[c + 1], cells[c], sp.cells[c], per_child,
+                          q == 1 and m >= 8, sp.fp)
 
-    def _compare(self, k: int, p: int, i: int, j: int, oc: int, os: int, tc: int, ts: int,
-                 mod: int, est: float) -> None:
+    def _compare(self, k: int, p: int, i: int, j: int, ours: tuple[int, int, int],
+                 theirs: tuple[int, int, int], est: float, clustered: bool = False,
+                 fp: bool = False) -> None:
+        if not self._resolve(k, p, i, j, ours, theirs, fp):
+            self._narrow(k, p, i, j, ours[0], theirs[0], est, clustered)
+
+    def _resolve(self, k: int, p: int, i: int, j: int, ours: tuple[int, int, int],
+                 theirs: tuple[int, int, int], fp: bool = False) -> bool:
+        """Settle an unequal range directly (one side empty, or a decodable cell)."""
+        oc, o1, o2 = ours
+        tc, t1, t2 = theirs
         if tc == 0:
             self._push_range(k, p)
-        elif oc == 0:
+            return True
+        if oc == 0:
             self.want_ranges.append((k, p))
-        elif oc - tc == 1:  # we hold exactly one extra, if pure: its key is the sum difference
-            diff = (os - ts) % mod
-            found: bytes | bool | None
-            if mod == MOD256:
-                h = diff.to_bytes(32, "big")
-                found = h if self.ids.contains(h) else None
-            else:
-                found = self._find_low(i, j, diff)
-            if isinstance(found, bytes):
-                self.push_ids.append(found)
-            else:
-                self._queue_split(k, p, est)
-        elif tc - oc == 1:  # they hold exactly one extra
-            diff = (ts - os) % mod
-            if mod == MOD256:
-                self.want_ids.append((k, diff.to_bytes(32, "big")))
-            else:
-                self.want_keys.append((k, p, diff))
+            return True
+        dc = oc - tc
+        small = max(oc, tc) <= IDLIST_MAX and j > i
+        # two facts of theirs cannot be certified from two moments: a small range is listed instead
+        decodable = -2 <= dc <= 2 and not fp and not (dc == -2 and small)
+        got = decode_cell(dc, (o1 - t1) % P, (o2 - t2) % P) if decodable else None
+        if got is not None:
+            mine, other = got
+            found = [self._find(i, j, x) for x in mine]
+            if all(h is not None for h in found):
+                self.push_ids.extend(h for h in found if h is not None)
+                self.want_keys.extend((k, p, y) for y in other)
+                return True
+        return False
+
+    def _narrow(self, k: int, p: int, i: int, j: int, oc: int, tc: int, est: float,
+                clustered: bool) -> None:
+        """An unresolved range: list it if small, else split it (chasing it if clustered)."""
+        dc = oc - tc
+        if max(oc, tc) <= IDLIST_MAX and j > i:  # list our ids: the peer resolves it in one step
+            self._charge(j - i)
+            self.ids_out.append((k, p, b"".join(self._ids_of(i, j))))
+            return
+        # a clustered difference (alone among its siblings) is chased with extra fan-out, up to
+        # children small enough to be listed next time
+        size = max(oc, tc) if clustered else 0
+        if abs(dc) >= max(3.0, est):  # the count difference is a solid estimate
+            self._queue_split(k, p, abs(dc), COUNTED_FACTOR, size)
         else:
-            dc = abs(oc - tc)
-            if dc >= est:  # the count difference is a solid estimate (one side holds the extras)
-                self._queue_split(k, p, dc, COUNTED_FACTOR)
-            else:
-                self._queue_split(k, p, est)
+            self._queue_split(k, p, max(est, 3.0), 0.0, size)
 
     def _push_range(self, k: int, p: int) -> None:
         lo, hi = range_bounds(k, p)
         self.push_ranges.append((lo.to_bytes(32, "big"), None if hi >= MOD256 else hi.to_bytes(32, "big")))
 
-    def _queue_split(self, k: int, p: int, est: float, factor: float = 0.0) -> None:
+    def _queue_split(self, k: int, p: int, est: float, factor: float = 0.0, size: int = 0, *,
+                     b_fixed: int = 0, fp: bool = False) -> None:
+        if (k, p) in self._split:
+            return
+        self._split.add((k, p))
         if k >= MAX_DEPTH - 1:  # never happens with honest hashes: exchange the range whole
             self._push_range(k, p)
             self.want_ranges.append((k, p))
             return
         if not factor:
             factor = ROOT_FACTOR if k == 0 else FANOUT_FACTOR
-        b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, math.ceil(math.log2(factor * est))))
+        if b_fixed:
+            b = b_fixed
+        else:
+            b = math.ceil(math.log2(factor * est))
+            fp = size > IDLIST_MAX  # chasing a cluster: cheap cells, wide enough to list next time
+            if fp:
+                b = max(b, min(b + CLUSTER_EXTRA_BITS, math.ceil(math.log2(2 * size / IDLIST_MAX))))
+        b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, b))
         while b > 1 and (1 << b) > self._cells_left:  # keep what one message makes us build bounded
             b -= 1
         self._cells_left -= 1 << b
         self._charge(1 << b)
-        starts, counts, sums = self.ids.cells(k, p, b)
+        starts, cells = self.ids.cells(k, p, b)
         self._charge(starts[-1] - starts[0])
-        self.splits.append(Split(k, p, b, [(c, x & MASK128) for c, x in zip(counts, sums)]))
+        self.splits.append(Split(k, p, b, cells, fp))
 
     # ---- composing our next message ----
     def compose(self, m: SyncMessage, fetch_ids: FetchIds, fetch_range: FetchRange) -> None:
@@ -572,15 +776,23 @@ class Reconciler:
         while self.splits and cells + len(self.splits[0].cells) <= lim.max_cells:
             sp = self.splits.popleft()
             cells += len(sp.cells)
-            budget -= 3 + 17 * len(sp.cells)
+            budget -= 3 + (11 if sp.fp else 35) * len(sp.cells)
             m.splits.append(sp)
-        nw = min(lim.max_wants, len(self.want_ids) + len(self.want_keys) + len(self.want_ranges))
+        while self.ids_out and cells + len(self.ids_out[0][2]) // ID_BYTES <= lim.max_cells:
+            k, p, blob = self.ids_out.popleft()
+            cells += len(blob) // ID_BYTES
+            budget -= 8 + len(blob)
+            m.ids.append((k, p, blob))
+        nw = min(lim.max_wants, len(self.want_ids) + len(self.want_keys) + len(self.want_ranges)
+                 + len(self.want_idx))
         m.want_ids, self.want_ids = self.want_ids[:nw], self.want_ids[nw:]
         nw -= len(m.want_ids)
         m.want_keys, self.want_keys = self.want_keys[:nw], self.want_keys[nw:]
         nw -= len(m.want_keys)
         m.want_ranges, self.want_ranges = self.want_ranges[:nw], self.want_ranges[nw:]
-        self.wanted += len(m.want_ids) + len(m.want_keys) + len(m.want_ranges)
+        nw -= len(m.want_ranges)
+        m.want_idx, self.want_idx = self.want_idx[:nw], self.want_idx[nw:]
+        self.wanted += len(m.want_ids) + len(m.want_keys) + len(m.want_ranges) + len(m.want_idx)
         room = lim.max_facts
         if self.push_ids and budget > 0:
             take: list[bytes] = []
@@ -617,5 +829,5 @@ class Reconciler:
                 break
         self.pushed += len(m.facts)
         if self.push_ids or self.push_ranges or self.splits or self.want_ids or self.want_keys \
-                or self.want_ranges:
+                or self.want_ranges or self.ids_out or self.want_idx:
             m.flags |= FLAG_MORE

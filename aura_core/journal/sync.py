@@ -224,6 +224,7 @@ class SyncSession:
         self._phase = SyncPhase.DIGEST_EXCHANGE
         d = self.local
         self._send(SyncMessage(flags=FLAG_DIGEST, ctx=self.journal.ctx, count=d.count, total=d.total,
+                               root=self._rec.root_moments(),
                                counts=self._rec.root_counts() if d.count >= 256 else b""))
 
     def receive(self, data: bytes) -> None:
@@ -257,12 +258,17 @@ class SyncSession:
             if not self.initiator and not msg.flags & FLAG_DIGEST:
                 raise ProtocolError("first sync message carries no digest")
             if msg.flags & FLAG_DIGEST:
-                if msg.ctx != self.journal.ctx:
+                if msg.root is not None and msg.ctx != self.journal.ctx:
                     raise ProtocolError("sync for another context")
                 remote = JournalDigest(msg.count, msg.total)
                 self._events.append(DigestExchanged(self.peer, plan_for(self.local, remote), self.local, remote))
                 if not self.initiator:
-                    root = (msg.count, msg.total)
+                    if msg.root is None:
+                        raise ProtocolError("first sync message carries no root cell")
+                    root = (msg.count, *msg.root)
+                    self._rec.set_id_key(msg.total, self.local.total)
+                else:
+                    self._rec.set_id_key(self.local.total, msg.total)
             if self.initiator:
                 self.stats.round_trips += 1
         elif self.initiator:
@@ -288,7 +294,7 @@ class SyncSession:
         reply = SyncMessage()
         if not self.initiator and self.stats.messages_sent == 0:
             d = self.local  # the responder's first reply carries its digest too
-            reply = SyncMessage(flags=FLAG_DIGEST, ctx=self.journal.ctx, count=d.count, total=d.total)
+            reply = SyncMessage(flags=FLAG_DIGEST, count=d.count, total=d.total)
         self._compose(reply)
         if self.initiator and not reply.has_requests and not reply.flags & FLAG_MORE \
                 and not msg.flags & FLAG_MORE:

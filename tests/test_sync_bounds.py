@@ -1,0 +1,143 @@
+"""Reconciliation cost bounds (issue 6): round trips and bytes per differing fact, every shape.
+
+Not timed.  A 20,000-fact universe; two in-memory journals with the interface SyncSession uses
+differ by d facts in one of five shapes (see bench/sync_report.py, which runs the same at 1M):
+scattered / ahead (one-sided either way), diverged (two-sided), clustered (one-sided, adjacent in
+hash order), adjacent (two-sided, alternating, adjacent in hash order).  Each case prints its
+seed, so a failure is reproducible.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import random
+
+import pytest
+
+from aura_core import dagcbor
+from aura_core.journal import JournalDigest
+from aura_core.journal.reconcile import SortedIds
+from aura_core.journal.store import MergeResult
+from aura_core.journal.sync import SyncSession
+
+CTX = bytes(range(16))
+N = 20_000
+SEEDS = (1, 2, 3)
+
+
+class MemJournal:
+    def __init__(self, pairs):
+        self.ctx = CTX
+        self.keys = [h for h, _ in pairs]
+        self.bodies = dict(pairs)
+        self._digest = JournalDigest.of(self.keys)
+        self._ids = None
+
+    def digest(self):
+        return self._digest
+
+    def sorted_ids(self):
+        if self._ids is None:
+            self._ids = SortedIds(b"".join(self.keys))
+        return self._ids
+
+    def get_many(self, hashes):
+        return {h: self.bodies[h] for h in hashes if h in self.bodies}
+
+    def facts_in_range(self, lo, hi, limit):
+        i = bisect.bisect_left(self.keys, lo)
+        j = len(self.keys) if hi is None else bisect.bisect_left(self.keys, hi)
+        return [(h, self.bodies[h]) for h in self.keys[i:min(j, i + limit)]]
+
+    def merge(self, bodies):
+        res = MergeResult()
+        for b in bodies:
+            h = hashlib.sha256(b).digest()
+            if h in self.bodies:
+                res.duplicates += 1
+                continue
+            self.bodies[h] = b
+            bisect.insort(self.keys, h)
+            self._digest = self._digest.add(h)
+            res.inserted.append(h)
+        self._ids = None
+        return res
+
+
+@pytest.fixture(scope="module")
+def universe():
+    bodies = [dagcbor.encode({"kind": "descriptor", "n": i, "hint": "udp:192.0.2.1:4000"})
+              for i in range(N)]
+    return sorted((hashlib.sha256(b).digest(), b) for b in bodies)
+
+
+def exclusives(shape, n, d, rng):
+    if shape == "scattered":
+        return rng.sample(range(n), d), []
+    if shape == "ahead":
+        return [], rng.sample(range(n), d)
+    if shape == "diverged":
+        both = rng.sample(range(n), d)
+        return both[:d - d // 2], both[d - d // 2:]
+    start = rng.randrange(n - d)
+    run = list(range(start, start + d))
+    return (run, []) if shape == "clustered" else (run[0::2], run[1::2])
+
+
+def session(universe, shape, d, seed):
+    a_only, b_only = exclusives(shape, len(universe), d, random.Random(f"{shape}/{d}/{seed}"))
+    da, db = set(b_only), set(a_only)
+    ja = MemJournal([u for i, u in enumerate(universe) if i not in da])
+    jb = MemJournal([u for i, u in enumerate(universe) if i not in db])
+    sa = SyncSession(ja, "B", initiator=True)
+    sb = SyncSession(jb, "A", initiator=False)
+    sa.start()
+    frames = 0
+    for _ in range(1000):
+        moved = False
+        for m in sa.data_to_send():
+            frames += 1
+            sb.receive(m)
+            moved = True
+        for m in sb.data_to_send():
+            frames += 1
+            sa.receive(m)
+            moved = True
+        if not moved:
+            break
+    assert not sa.failed and not sb.failed
+    assert ja.digest() == jb.digest() and ja.digest().count == len(universe)
+    assert sa.stats.facts_pushed + sb.stats.facts_pushed == d  # nothing sent twice
+    wire = sa.stats.bytes_sent + sb.stats.bytes_sent + 4 * frames  # with TCP framing
+    facts = sum(len(universe[i][1]) for i in a_only + b_only)
+    return sa.stats.round_trips, (wire - facts) / d
+
+
+# overhead bound per differing fact: the goal (200 B) wherever the cells can meet it; a small
+# cluster (3..10 differences in one root child) must first be located among all the facts,
+# which costs about log2(N / 64) bits of fingerprint cells whatever d is: a known gap
+GOAL = 200.0
+CLUSTER_SMALL = 700.0
+
+
+@pytest.mark.parametrize("shape", ["scattered", "ahead", "diverged", "clustered", "adjacent"])
+@pytest.mark.parametrize("d", [1, 2, 3, 10, 100])
+def test_round_trips_and_overhead_per_difference(universe, shape, d):
+    if d == 1 and shape in ("diverged", "adjacent"):
+        pytest.skip("one difference cannot be on both sides")
+    # three differences in one root child (always, when clustered; by chance, when diverged)
+    small_cluster = 3 <= d <= 10 and shape in ("clustered", "adjacent") or (d, shape) == (3, "diverged")
+    bound = CLUSTER_SMALL if small_cluster else GOAL
+    for seed in SEEDS:
+        rts, overhead = session(universe, shape, d, seed)
+        print(f"{shape} d={d} seed={seed}: {rts} RT, {overhead:.1f} B/diff")
+        assert rts <= 3, f"seed {seed}"
+        assert overhead <= bound, f"seed {seed}"
+
+
+def test_large_differences_converge_with_bounded_overhead(universe):
+    for shape in ("diverged", "clustered"):
+        rts, overhead = session(universe, shape, 1000, 1)
+        print(f"{shape} d=1000: {rts} RT, {overhead:.1f} B/diff")
+        assert overhead <= GOAL
