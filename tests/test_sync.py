@@ -193,6 +193,8 @@ messages = st.builds(
     ids=st.lists(st.tuples(st.just(9), st.integers(0, 511), st.integers(1, 5).map(lambda n: bytes(range(8 * n)))), max_size=2),
     want_idx=st.lists(st.tuples(st.just(2), st.integers(0, 3), st.just(9), st.just(b"\x81\x00")), max_size=2),
     root=st.one_of(st.none(), st.tuples(st.integers(0, P - 1), st.integers(0, P - 1))),
+    ack_facts=st.lists(st.binary(min_size=1, max_size=40), max_size=3),
+    acks=st.lists(st.binary(min_size=32, max_size=32), max_size=3),
     ctx=st.just(CTX),
     counts=st.sampled_from([b"", bytes(2), bytes(range(32)), b"\xff" * 4]),
 )
@@ -207,6 +209,7 @@ def test_codec_roundtrip(m):
     assert back.splits == m.splits and back.facts == m.facts and back.want_ids == m.want_ids
     assert back.counts == m.counts and back.want_keys == m.want_keys and back.ids == m.ids
     assert back.want_idx == m.want_idx and back.root == m.root
+    assert back.ack_facts == m.ack_facts and back.acks == m.acks
     # every truncation is either rejected or is itself a shorter valid message
     for cut in range(len(data)):
         try:
@@ -484,3 +487,50 @@ def test_hostile_message_sequences_never_escape_or_corrupt(seq, as_initiator):
         sess.data_to_send()
     assert s.integrity_check() == "ok" and s.digest(CTX) == s.recompute_digest(CTX)
     assert s.digest(CTX).count >= before.count
+
+
+# -- acknowledgments (seed 002 §9.2) -------------------------------------------------------
+
+@pytest.mark.parametrize("tracked_side_initiates", [True, False])
+def test_ack_tracked_facts_are_acked_and_recorded(tracked_side_initiates):
+    a, b = store_with(range(50)), store_with(range(40))
+    tracked = [fact(1000 + i) for i in range(3)]
+    a.append(CTX, tracked, ack_tracked=True)
+    hs = [fact_hash(f) for f in tracked]
+    if tracked_side_initiates:
+        sa = SyncSession(a.view(CTX), "B", initiator=True, peer_id=b"peer-b", now=1234)
+        sb = SyncSession(b.view(CTX), "A", initiator=False, peer_id=b"peer-a", now=99)
+        first, second = sa, sb
+    else:
+        sb = SyncSession(b.view(CTX), "A", initiator=True, peer_id=b"peer-a", now=99)
+        sa = SyncSession(a.view(CTX), "B", initiator=False, peer_id=b"peer-b", now=1234)
+        first, second = sb, sa
+    first.start()
+    for _ in range(100):
+        moved = False
+        for d in first.data_to_send():
+            second.receive(d)
+            moved = True
+        for d in second.data_to_send():
+            first.receive(d)
+            moved = True
+        if not moved:
+            break
+    assert sa.done and sb.done and not sa.failed and not sb.failed
+    assert a.digest(CTX) == b.digest(CTX)
+    for h in hs:  # every ack-tracked fact: acked by B once B had persisted it
+        assert a.acks(CTX, h) == [(b"peer-b", 1234)] and (CTX, h) in b
+    assert sa.stats.acks_received == 3 and sb.stats.acks_sent == 3
+    assert a.acks(CTX, fact_hash(fact(45))) == []  # untracked facts are never acked
+
+
+def test_unsolicited_or_bogus_acks_are_ignored():
+    s = store_with(range(10))
+    s.append(CTX, [fact(500)], ack_tracked=True)
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=3, total=1)))
+    r.data_to_send()
+    r.receive(encode_message(SyncMessage(acks=[fact_hash(fact(500)), bytes(32)])))
+    assert not r.failed and r.stats.acks_received == 0 and s.acks(CTX, fact_hash(fact(500))) == []
+    with pytest.raises(ProtocolError):
+        decode_message(b"\x02\x00\x0c\x02" + bytes(33))  # truncated ack list

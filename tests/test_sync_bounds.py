@@ -50,6 +50,12 @@ class MemJournal:
         j = len(self.keys) if hi is None else bisect.bisect_left(self.keys, hi)
         return [(h, self.bodies[h]) for h in self.keys[i:min(j, i + limit)]]
 
+    def ack_tracked_among(self, hashes):
+        return set()
+
+    def record_ack(self, h, peer, acked_at):
+        pass
+
     def merge(self, bodies):
         res = MergeResult()
         for b in bodies:

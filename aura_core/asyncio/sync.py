@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable, Collection, Hashable, Mapping
 
 from ..errors import ProtocolError
 from ..journal.reconcile import Limits, decode_message
 from ..journal.store import JournalStore
+
+
+def _now_ms() -> int:
+    """Wall-clock milliseconds: the ``acked_at`` of FactAcks recorded during a session."""
+    return time.time_ns() // 1_000_000
 from ..journal.sync import AllCompleted, AntiEntropy, Event, SyncSession
 
 __all__ = ["serve", "sync_with", "run_anti_entropy"]
@@ -57,7 +63,8 @@ async def sync_with(store: JournalStore, ctx: bytes, host: str, port: int, *, pe
                     session: SyncSession | None = None) -> SyncSession:
     """Run one initiator session against the server at (host, port); returns it (done/failed)."""
     if session is None:
-        session = SyncSession(store.view(ctx), peer or (host, port), initiator=True, limits=limits)
+        session = SyncSession(store.view(ctx), peer or (host, port), initiator=True, limits=limits,
+                              now=_now_ms())
         session.start()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -88,7 +95,7 @@ async def serve(store: JournalStore, host: str = "127.0.0.1", port: int = 0, *,
             ctx = decode_message(first, limits).ctx
             if len(ctx) != 16 or (contexts is not None and ctx not in contexts):
                 return  # silently: an unknown context reveals nothing
-            session = SyncSession(store.view(ctx), peer, initiator=False, limits=limits)
+            session = SyncSession(store.view(ctx), peer, initiator=False, limits=limits, now=_now_ms())
             session.receive(first)
             await _drive(session, reader, writer, timeout)
             if on_session is not None:
@@ -112,7 +119,7 @@ async def run_anti_entropy(ae: AntiEntropy, addresses: Mapping[Hashable, tuple[s
         now = loop.time()
         due = ae.due(now)
         if due:
-            sessions = [(p, ae.begin(p)) for p in due]
+            sessions = [(p, ae.begin(p, _now_ms())) for p in due]
             await asyncio.gather(*(sync_with(store, ctx, *addresses[p], peer=p, timeout=timeout,
                                              session=s) for p, s in sessions))
             for p, s in sessions:

@@ -68,6 +68,8 @@ TAG_IDS: Final = 8         # a small range's fact ids (keyed 8-byte digests), in
 TAG_WANT_IDX: Final = 9    # which of the peer's listed ids we lack (a bitmap)
 TAG_SPLIT_FP: Final = 10   # a split with 8-byte fingerprints instead of moments (chasing clusters)
 FP_MASK: Final = (1 << 64) - 1
+TAG_FACTS_ACK: Final = 11  # facts whose receipt the sender asks to be acknowledged (seed 002 §9.2)
+TAG_ACKS: Final = 12       # fact hashes we received with an ack request, now persisted
 ID_BYTES: Final = 8
 IDLIST_MAX = 64            # a range this small (either side) is listed, not split
 CLUSTER_EXTRA_BITS = 2     # extra fan-out bits for a difference found clustered
@@ -288,6 +290,8 @@ class SyncMessage:
     total: int = 0
     splits: list[Split] = field(default_factory=list)
     facts: list[bytes] = field(default_factory=list)
+    ack_facts: list[bytes] = field(default_factory=list)  # facts sent with "ack requested"
+    acks: list[bytes] = field(default_factory=list)       # 32-byte hashes of facts we acknowledge
     want_ids: list[tuple[int, bytes]] = field(default_factory=list)     # (k, full hash)
     want_keys: list[tuple[int, int, int]] = field(default_factory=list)  # (k, p, low128)
     want_ranges: list[tuple[int, int]] = field(default_factory=list)    # (k, p)
@@ -303,7 +307,7 @@ class SyncMessage:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.has_requests or self.facts)
+        return not (self.has_requests or self.facts or self.ack_facts or self.acks)
 
 
 def _varint(n: int, out: bytearray) -> None:
@@ -340,12 +344,17 @@ def encode_message(m: SyncMessage) -> bytes:
                 out += (s1 & FP_MASK).to_bytes(8, "big")
             elif count:
                 out += s1.to_bytes(16, "big") + s2.to_bytes(16, "big")
-    if m.facts:
-        out.append(TAG_FACTS)
-        _varint(len(m.facts), out)
-        for body in m.facts:
-            _varint(len(body), out)
-            out += body
+    for tag, bodies in ((TAG_FACTS, m.facts), (TAG_FACTS_ACK, m.ack_facts)):
+        if bodies:
+            out.append(tag)
+            _varint(len(bodies), out)
+            for body in bodies:
+                _varint(len(body), out)
+                out += body
+    if m.acks:
+        out.append(TAG_ACKS)
+        _varint(len(m.acks), out)
+        out += b"".join(m.acks)
     for k, h in m.want_ids:
         out.append(TAG_WANT_ID)
         out.append(k)
@@ -466,15 +475,23 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
             if m.counts or not 1 <= b <= 8:
                 raise r.fail("bad counts section")
             m.counts = r.take(1 << b)
-        elif tag == TAG_FACTS:
+        elif tag in (TAG_FACTS, TAG_FACTS_ACK):
             n = r.varint()
-            if n + len(m.facts) > limits.max_facts:
-                raise r.fail("too many facts")
+            dest = m.facts if tag == TAG_FACTS else m.ack_facts
+            if not n or dest or n + len(m.facts) + len(m.ack_facts) > limits.max_facts:
+                raise r.fail("bad fact batch")
             for _ in range(n):
                 ln = r.varint()
                 if not 0 < ln <= limits.max_fact_bytes:
                     raise r.fail("fact size out of bounds")
-                m.facts.append(r.take(ln))
+                dest.append(r.take(ln))
+        elif tag == TAG_ACKS:
+            n = r.varint()
+            wants += n
+            if not n or m.acks or wants > limits.max_wants:
+                raise r.fail("bad acks")
+            blob = r.take(32 * n)
+            m.acks = [blob[x:x + 32] for x in range(0, len(blob), 32)]
         elif tag in (TAG_WANT_ID, TAG_WANT_KEY, TAG_WANT_RANGE):
             wants += 1
             if wants > limits.max_wants:

@@ -280,6 +280,16 @@ class JournalStore:
         row = self._db.execute("SELECT ack FROM facts WHERE ctx = ? AND h = ?", (_ctx(ctx), h)).fetchone()
         return bool(row and row[0])
 
+    def ack_tracked_among(self, ctx: object, hashes: Sequence[bytes]) -> set[bytes]:
+        """Those of ``hashes`` that are stored ack-tracked (primary-key lookups, 500 a query)."""
+        c = _ctx(ctx)
+        out: set[bytes] = set()
+        for i in range(0, len(hashes), 500):
+            chunk = list(hashes[i:i + 500])
+            q = "SELECT h FROM facts WHERE ctx = ? AND ack = 1 AND h IN (%s)" % ",".join("?" * len(chunk))
+            out.update(r[0] for r in self._db.execute(q, [c, *chunk]))
+        return out
+
     def acks(self, ctx: object, h: bytes) -> list[tuple[bytes, int]]:
         q = "SELECT peer, acked_at FROM acks WHERE ctx = ? AND h = ? ORDER BY peer"
         return [(p, t) for p, t in self._db.execute(q, (_ctx(ctx), h))]
@@ -362,5 +372,11 @@ class ContextJournal:
 
     def append(self, bodies: Sequence[bytes], *, ack_tracked: bool = False) -> list[CID]:
         return self.store.append(self.ctx, bodies, ack_tracked=ack_tracked)
+
+    def ack_tracked_among(self, hashes: Sequence[bytes]) -> set[bytes]:
+        return self.store.ack_tracked_among(self.ctx, hashes)
+
+    def record_ack(self, h: bytes, peer: bytes, acked_at: int) -> None:
+        self.store.record_ack(self.ctx, h, peer, acked_at)
 
 

@@ -23,6 +23,7 @@ status (seed 002 §9.1).  Nothing here does I/O or reads the clock: ``now`` is a
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 DEFAULT_RAND: Final[Callable[[int], bytes]] = os.urandom
+MAX_AWAITING_ACKS: Final = 1 << 16  # ack-tracked facts one session waits acks for
 
 
 class SyncPhase(enum.Enum):
@@ -160,6 +162,8 @@ class SyncStats:
     facts_pulled: int = 0
     facts_inserted: int = 0
     facts_rejected: int = 0
+    acks_sent: int = 0       # facts we received with an ack request and acknowledged
+    acks_received: int = 0   # acks of our ack-tracked facts, recorded in the journal
 
 
 # -- one session with one peer -------------------------------------------------------------
@@ -176,9 +180,16 @@ class SyncSession:
         initiator: bool,
         limits: Limits = Limits(),
         flush_facts: int = 8192,
+        peer_id: bytes | None = None,
+        now: int = 0,
     ) -> None:
         self.journal = journal
         self.peer = peer
+        # who acks are recorded from, and when (the driver's clock: this layer reads none)
+        self.peer_id = peer_id if peer_id is not None else str(peer).encode()
+        self.now = now
+        self._awaiting_ack: set[bytes] = set()
+        self._acks_out: list[bytes] = []
         self.initiator = initiator
         self.limits = limits
         self.flush_facts = flush_facts
@@ -280,14 +291,25 @@ class SyncSession:
         if fin and (self.initiator or msg.has_requests):
             raise ProtocolError("FIN out of place")
         self._rec.process(msg, root=root)
-        if msg.facts:
+        if msg.facts or msg.ack_facts:
             self._phase = SyncPhase.RECEIVE_OPERATIONS
             self._pulled_any = True
-            self.stats.facts_pulled += len(msg.facts)
-            self._events.append(Pulling(self.peer, len(msg.facts)))
+            n = len(msg.facts) + len(msg.ack_facts)
+            self.stats.facts_pulled += n
+            self._events.append(Pulling(self.peer, n))
             self._buffer.extend(msg.facts)
-            if len(self._buffer) >= self.flush_facts:
-                self._flush()
+            self._buffer.extend(msg.ack_facts)
+            if len(self._buffer) >= self.flush_facts or msg.ack_facts:
+                self._flush()  # an ack promises the fact is persisted: merge before answering
+            if msg.ack_facts and not fin:
+                hashes = [hashlib.sha256(b).digest() for b in msg.ack_facts]
+                held = self.journal.get_many(hashes)  # what failed validation is not acked
+                self._acks_out.extend(h for h in hashes if h in held)
+        for h in msg.acks:
+            if h in self._awaiting_ack:
+                self._awaiting_ack.discard(h)
+                self.journal.record_ack(h, self.peer_id, self.now)
+                self.stats.acks_received += 1
         if fin:
             self._finish()
             return
@@ -296,8 +318,9 @@ class SyncSession:
             d = self.local  # the responder's first reply carries its digest too
             reply = SyncMessage(flags=FLAG_DIGEST, count=d.count, total=d.total)
         self._compose(reply)
+        # FIN when nothing is asked or left, and no fact in this message awaits its ack
         if self.initiator and not reply.has_requests and not reply.flags & FLAG_MORE \
-                and not msg.flags & FLAG_MORE:
+                and not msg.flags & FLAG_MORE and not reply.ack_facts:
             reply.flags |= FLAG_FIN
             self._send(reply)
             self._finish()
@@ -307,10 +330,25 @@ class SyncSession:
     def _compose(self, m: SyncMessage) -> None:
         self._phase = SyncPhase.PLAN_REQUEST
         self._rec.compose(m, self.journal.get_many, self.journal.facts_in_range)
+        if self._acks_out:
+            n = self.limits.max_wants
+            m.acks, self._acks_out = self._acks_out[:n], self._acks_out[n:]
+            self.stats.acks_sent += len(m.acks)
+            if self._acks_out:
+                m.flags |= FLAG_MORE
         if m.facts:
+            hashes = [hashlib.sha256(b).digest() for b in m.facts]
+            tracked = self.journal.ack_tracked_among(hashes)
+            if tracked and len(self._awaiting_ack) + len(tracked) <= MAX_AWAITING_ACKS:
+                keep = [h not in tracked for h in hashes]
+                m.ack_facts = [b for b, k in zip(m.facts, keep) if not k]
+                m.facts = [b for b, k in zip(m.facts, keep) if k]
+                self._awaiting_ack.update(tracked)
+        if m.facts or m.ack_facts:
             self._pushed_any = True
-            self.stats.facts_pushed += len(m.facts)
-            self._events.append(Pushing(self.peer, len(m.facts)))
+            n = len(m.facts) + len(m.ack_facts)
+            self.stats.facts_pushed += n
+            self._events.append(Pushing(self.peer, n))
 
     def _send(self, m: SyncMessage) -> None:
         data = encode_message(m)
@@ -442,13 +480,14 @@ class AntiEntropy:
         times = [st.next_at for st in self.peers.values() if not st.in_session and not st.gave_up]
         return min(times) if times else None
 
-    def begin(self, peer: Hashable) -> SyncSession:
+    def begin(self, peer: Hashable, now: int = 0) -> SyncSession:
+        """Start a session with ``peer``; ``now`` (the driver's clock) stamps acks it records."""
         st = self.peers[peer]
         st.in_session = True
         st.session_seq = self._seq
         st.attempts += 1
         self._round.add(peer)
-        session = SyncSession(self.journal, peer, initiator=True, limits=self.limits)
+        session = SyncSession(self.journal, peer, initiator=True, limits=self.limits, now=now)
         session.start()
         return session
 
