@@ -131,3 +131,55 @@ def test_channel_id_bytes():
     for _ in range(20):
         h = os.urandom(32)
         assert channel_id_bytes(h) == channel_id(h).digest
+
+
+def _service_pair(epoch=1):
+    from aura_core.capabilities import ALL_CAPABILITIES
+    from aura_core.guards import AppendFact, GuardSnapshot
+    from aura_core.rendezvous import QuicDirect, RendezvousService
+
+    now = 1_750_000_000_000
+    sa, sb = RendezvousService(ALICE), RendezvousService(BOB)
+
+    def snap(s, peer, epoch):
+        return GuardSnapshot(s.authority_id, CTX, epoch, now, ALL_CAPABILITIES,
+                             {peer.authority_id: 1 << 40, s.authority_id: 1 << 40})
+    for s in (sa, sb):
+        s.join_context(CTX, CK, epoch)
+    for s, peer, other in ((sa, BOB, sb), (sb, ALICE, sa)):
+        out = s.prepare_publish_descriptor(snap(s, peer, epoch), CTX, [QuicDirect("192.0.2.1:1")], now)
+        other.cache_descriptor(next(e.fact for e in out.effects if isinstance(e, AppendFact)), CTX, now)
+
+    def establish(epoch):
+        init = sa.prepare_establish_channel(snap(sa, BOB, epoch), CTX, BOB.authority_id, now)
+        resp = sb.prepare_handle_handshake(snap(sb, ALICE, epoch), CTX, ALICE.authority_id,
+                                           init.effects[-1].envelope, now)
+        ch, _ = sa.handle_handshake_response(CTX, BOB.authority_id, resp.effects[-1].envelope, now)
+        return ch
+    return sa, sb, establish
+
+
+def test_service_psk_cache_follows_epochs_and_contexts():
+    sa, sb, establish = _service_pair()
+    ids = set()
+    for epoch in (1, 2, 3):
+        if epoch > 1:
+            sa.advance_epoch(CTX, epoch)
+            sb.advance_epoch(CTX, epoch)
+        ch = establish(epoch)
+        assert ch.epoch == epoch and ch.channel_id not in ids
+        ids.add(ch.channel_id)
+        for s in (sa, sb):
+            # only the current epoch's PSK is kept, and it is the one the definition gives
+            psks = s._contexts[CTX].keys._psks
+            assert {k[0] for k in psks} == {epoch}
+            assert list(psks.values()) == [CK.handshake_psk(bytes(CTX), epoch, bytes(ALICE.authority_id),
+                                                            bytes(BOB.authority_id))]
+    keys = sa._contexts[CTX].keys
+    sa.leave_context(CTX)
+    assert not keys._psks
+    st = sb._contexts[CTX]
+    text = repr(st) + repr(sb.channels.find_by_context_peer(CTX, ALICE.authority_id))
+    for secret in (st.keys.static_secret(), *st.keys._psks.values(), CK.secret_bytes(),
+                   BOB.seed_bytes()):
+        assert secret.hex() not in text and repr(secret) not in text

@@ -5,6 +5,8 @@ offer/answer payloads and the channel id together, so callers above (rendezvous)
 raw Noise keys.  The responder learns who is calling only from message 1 (IK hides the
 initiator until then): ``resolve`` maps the initiator's X25519 static key to a known
 :class:`PublicIdentity` (or None: unknown peer -> HandshakeError, as if the message were bad).
+:class:`HandshakeKeys` holds what every handshake of one identity in one context shares (the
+X25519 static secret, prologues, PSKs per (epoch, peer)) so a long-lived caller computes them once.
 """
 
 from __future__ import annotations

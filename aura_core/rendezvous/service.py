@@ -17,8 +17,11 @@ Theory of operation
   unless every check passes.
 * The responder learns who calls from Noise message 1 only; it resolves the initiator's static
   key through the descriptors it has cached for that context, so unknown peers are refused the
-  same way as garbage.  Pending handshakes are bounded (``max_pending`` in total, one per
-  (context, peer)) and expire after ``handshake_timeout_ms``.
+  same way as garbage.  Each joined context keeps a :class:`HandshakeKeys` (our X25519 static
+  secret, prologues, PSKs per (epoch, peer)), next to the context key it derives from; entering
+  a new epoch drops the older PSKs, leaving the context drops them all.  Pending handshakes
+  are bounded (``max_pending`` in total, one per (context, peer)) and expire after
+  ``handshake_timeout_ms``.
 * A completed handshake registers a :class:`SecureChannel` (A1, provisional) in the
   :class:`ChannelManager` and both sides append the same ``ChannelEstablished`` fact (same
   CID: the journal keeps one).
