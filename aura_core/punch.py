@@ -127,7 +127,9 @@ class PunchEngine:
             stop_after: int = 1, max_events: int = 64) -> list[PunchEvent]:
         """Punch every ``interval`` s and collect authenticated punches until ``timeout`` s or
         ``stop_after`` of them (0: run to the timeout); returns the first ``max_events`` (all are
-        counted in ``stats()["ok"]``).  Blocks without the GIL."""
+        counted in ``stats()["ok"]``).  Blocks without the GIL.  Bursts keep a fixed cadence
+        from the start and go out in slices of 256 targets with the socket read in between, so
+        a large burst never holds incoming punches back for its whole length."""
         if stop_after < 0 or max_events < 0:
             raise InvalidValue("stop_after and max_events are >= 0")
         return [PunchEvent(p, seq, bool(flags & FLAG_ACK), src, t)
@@ -154,5 +156,7 @@ class PunchEngine:
         return "ok", PunchEvent(peer, seq, bool(flags & FLAG_ACK), ("", 0), 0.0), ack
 
     def stats(self) -> dict[str, int]:
-        """Counters: datagrams seen, verdicts (ok, bad_tag, replayed...), sent, acks, errors."""
+        """Counters: datagrams seen, verdicts (ok, bad_tag, replayed...), sent, acks, errors;
+        from :meth:`run`: ``bursts`` started, ``bursts_missed`` (due bursts skipped for being a
+        whole interval late), ``max_late_ns`` (worst burst start lateness), ``run_start_ns``."""
         return self._engine.stats()
