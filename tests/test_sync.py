@@ -534,3 +534,17 @@ def test_unsolicited_or_bogus_acks_are_ignored():
     assert not r.failed and r.stats.acks_received == 0 and s.acks(CTX, fact_hash(fact(500))) == []
     with pytest.raises(ProtocolError):
         decode_message(b"\x02\x00\x0c\x02" + bytes(33))  # truncated ack list
+
+
+def test_id_lists_for_large_ranges_or_wrong_bitmaps_fail_the_session():
+    s = store_with(range(600))
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=3, total=1)))
+    r.data_to_send()
+    r.receive(encode_message(SyncMessage(ids=[(0, 0, bytes(8))])))  # the whole journal "listed"
+    assert r.failed and isinstance(r.error, SyncError)
+    r = responder(s)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=3, total=1)))
+    r.data_to_send()
+    r.receive(encode_message(SyncMessage(want_idx=[(8, 3, 9, b"\xff\x80")])))  # not our count
+    assert r.failed and s.digest(CTX).count == 600

@@ -1,30 +1,37 @@
-"""Range-based set reconciliation over 32-byte fact hashes (Negentropy-style, with sum cells).
+"""Range-based set reconciliation over 32-byte fact hashes (Negentropy-style, with moment cells).
 
 Theory of operation.  Fact hashes are uniform 256-bit numbers, so the key space itself is split:
-a *range* is an aligned prefix ``(k, p)`` = every hash whose top ``k`` bits equal ``p``.  A *cell*
-summarises one side's facts in a range: ``count`` and ``sum`` (Σ hash mod 2^128; the root cell
-carries the full 256-bit sum, which is the JournalDigest).  Because sums add, a cell tells the
-receiver more than "equal or not":
+a *range* is an aligned prefix ``(k, p)`` = every hash whose top ``k`` bits equal ``p``.  A
+fact's *key* is the top 127 bits of its hash, an element of GF(P), P = 2^127 - 1.  A *cell*
+summarises one side's facts in a range: ``count``, ``Σ key`` and ``Σ key²`` (mod P).  Because
+moments add, the difference of two cells is the moments of the symmetric difference alone, and
+any difference of at most two facts is *decoded* from it, whatever its shape
+(:func:`decode_cell`): one fact (certified by Σ key² = key²), one on each side (x - y and
+x² - y² give x and y), or two on one side (a quadratic).  Decoded keys are looked up by binary
+search (keys are hash prefixes); keys the holder lacks mean a bigger difference.  Then:
 
-* equal counts and sums                  -> the range is reconciled (nothing is sent);
-* one side has 0 facts there             -> the other pushes (or is asked for) the whole range;
-* counts differ by exactly one           -> the difference of the sums *is* the missing fact's
-                                            key: it is pushed or wanted directly (a "pure cell",
-                                            as in an invertible Bloom lookup table);
-* anything else                          -> the range is split into 2^b children and the
-                                            receiver of the split compares child by child.
+* equal cells                      -> the range is reconciled (nothing is sent);
+* one side has 0 facts there       -> the other pushes (or is asked for) the whole range;
+* a decodable cell                 -> ours are pushed, theirs wanted by key (WANT_KEY);
+* either side holds <= 64 facts    -> we list our ids there (IDS, 8 bytes each, keyed by both
+                                      digests); the peer pushes what we lack and names, by a
+                                      bitmap, what it lacks: the Negentropy "IdList" step;
+* otherwise                        -> the range is split into 2^b children, ~one expected
+                                      difference per child (from the count difference, the root
+                                      COUNTS, or the fraction of unequal siblings).
 
-The fan-out ``b`` is chosen from the estimated number of differences in the range (count
-difference, and the fraction of unequal siblings), so a few differences are isolated in one or
-two rounds and bytes grow with the difference, not with the journal.  Equal children cost one
-byte when empty and 17 bytes otherwise.  A wrong guess (a pure-looking cell that hid three
-differences) costs one more split of that range, never a wrong result: every fact is checked by
-its hash on receipt and digests are compared at the end of each session.
+A difference that stays *clustered* (alone among its siblings, or in one root child by the
+COUNTS) is chased with fingerprint splits (count + 8 bytes per child) wide enough that the
+cluster's child can be listed next; at the root, the COUNTS' child is chased in the first reply
+while the other root children get fingerprints.  A wrong guess costs one more step for that
+range, never a wrong result: every fact is checked by its hash on receipt and the journals'
+digests are compared after each session.
 
 This module is pure (no store, no I/O): :class:`SortedIds` is a snapshot of one side's hashes,
-:class:`Reconciler` turns received :class:`SyncMessage` s into queued pushes, wants and splits,
-and :func:`encode_message` / :func:`decode_message` are the wire format (docs/wire.md "journal
-sync"), decoded with hard limits so peer input cannot grow memory without bound.
+:class:`Reconciler` turns received :class:`SyncMessage` s into queued pushes, wants, splits and
+lists, and :func:`encode_message` / :func:`decode_message` are the wire format (version 2,
+docs/wire.md "journal sync"), decoded with hard limits so peer input cannot grow memory without
+bound.
 """
 
 from __future__ import annotations
@@ -100,7 +107,7 @@ class Limits:
     max_wants: int = 1 << 16           # want entries per message
     max_pending: int = 1 << 17         # queued pushes, wants and splits at any time
     max_messages: int = 4096           # messages one session may receive
-    max_scan: int = 1 << 21            # hashes scanned for keys per message processed
+    max_scan: int = 1 << 21            # extra work units (lookups, ids) one message may cost
     out_message_bytes: int = 1 << 20   # soft target for what we compose
 
 
@@ -625,6 +632,8 @@ class Reconciler:
             self._push_range(k, p)
         for k, p, blob in m.ids:
             i, j = self._range_pos(k, p)
+            if j - i > 4 * IDLIST_MAX:  # honest lists name ranges where both sides hold few
+                raise ProtocolError("id list for a large range")
             self._charge(j - i + len(blob) // ID_BYTES)
             mine = self._ids_of(i, j)
             listed = [blob[x:x + ID_BYTES] for x in range(0, len(blob), ID_BYTES)]
