@@ -1005,6 +1005,8 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
         if not PyUnicode_IS_COMPACT_ASCII(k) or PyUnicode_GET_LENGTH(k) > 30:
             return 0            # only short ASCII keys: their data are their UTF-8 bytes
     tmpl = dict.fromkeys(keys)
+    if PyObject_GC_IsTracked(tmpl):
+        return 0                # (never: str keys, None values) copies must start untracked
     lay.gen += 1
     for i in range(lay.n):
         Py_DECREF(<object> lay.keys[i])
@@ -1038,9 +1040,11 @@ cdef object _untemplate(PyObject **slots, Py_ssize_t filled, Py_ssize_t count):
 cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, Py_ssize_t count):
     # A map of a remembered layout starts as a copy of the layout's template dict (keys,
     # their hash table and the dict's size made once) and gets its values stored in place:
-    # no hashing, probing or resizing per entry.  Values are checked for GC tracking the way
-    # PyDict_SetItem would.  Elsewhere (other CPython versions, a new layout, a key that
-    # departs from the layout) entries go in with PyDict_SetItem.
+    # no hashing, probing or resizing per entry.  The copy stays untracked by the GC while it
+    # is filled (so nothing, not even gc.get_objects() in a finalizer, can reach it and change
+    # its table under the stored pointer) and is tracked at the end if a value is a container,
+    # as PyDict_SetItem would have done.  Elsewhere (other CPython versions, a new layout, a
+    # key that departs from the layout) entries go in with PyDict_SetItem.
     cdef Py_ssize_t i
     cdef size_t kstart, at, kl, prevl = 0
     cdef const uint8_t *prev = NULL
@@ -1048,7 +1052,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     cdef uint64_t kl64 = 0
     cdef int rc
     cdef DLayout *lay
-    cdef bint match, tracked = True
+    cdef bint match, track = False
     cdef uint64_t gen = 0
     cdef size_t m
     cdef PyObject **slots = NULL
@@ -1074,9 +1078,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     if match:
         d = PyDict_Copy(<object> lay.tmpl)
         slots = aura_dict_slots(d, count)
-        if slots != NULL:
-            tracked = PyObject_GC_IsTracked(d)
-        else:
+        if slots == NULL:
             d = aura_dict_presized(count) if count > 5 else PyDict_New()
     else:
         d = aura_dict_presized(count) if count > 5 else PyDict_New()
@@ -1090,7 +1092,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
             m = lay.klen[i]
             if not (m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m)):
                 # The other way of the set may share the keys so far and have this one.
-                d = _switch_way(&lay, &slots, &tracked, d, p + kstart, n - kstart, i, count)
+                d = _switch_way(&lay, &slots, &track, d, p + kstart, n - kstart, i, count)
                 gen = lay.gen
                 m = lay.klen[i]
             if m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m):
@@ -1103,9 +1105,8 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
                     old = slots[2 * i + 1]          # None, from the template
                     slots[2 * i + 1] = <PyObject *> val
                     Py_DECREF(<object> old)
-                    if not tracked and PyType_IS_GC(Py_TYPE(val)):
-                        PyObject_GC_Track(d)
-                        tracked = True
+                    if PyType_IS_GC(Py_TYPE(val)):
+                        track = True
                 else:
                     key = <object> lay.keys[i]
                     val = _dec(p, n, pos, depth + 1)
@@ -1115,6 +1116,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         if slots != NULL:
             d = _untemplate(slots, i, count)
             slots = NULL
+            track = False                   # PyDict_SetItem tracks the new dict as needed
         rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl64)
         if rc:
             _head_error(rc, kstart)
@@ -1132,6 +1134,8 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         pos[0] = at + kl
         val = _dec(p, n, pos, depth + 1)
         PyDict_SetItem(d, key, val)
+    if track and not PyObject_GC_IsTracked(d):
+        PyObject_GC_Track(d)
     if peeked:
         if match:
             _dlayout_mru[set_] = <uint8_t> (lay - &_dlayouts[2 * set_])
@@ -1142,7 +1146,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     return d
 
 
-cdef object _switch_way(DLayout **layp, PyObject ***slotsp, bint *tracked, object d,
+cdef object _switch_way(DLayout **layp, PyObject ***slotsp, bint *track, object d,
                         const uint8_t *k, size_t avail, Py_ssize_t i, Py_ssize_t count):
     # The current way's key i differs from the input; if the set's other way has the same
     # first i keys and this one, continue with it (the values so far move to a copy of its
@@ -1167,16 +1171,13 @@ cdef object _switch_way(DLayout **layp, PyObject ***slotsp, bint *tracked, objec
     nslots = aura_dict_slots(nd, count)
     if nslots == NULL:
         slotsp[0] = NULL
+        track[0] = False
         return _untemplate(slots, i, count)
-    tracked[0] = PyObject_GC_IsTracked(nd)
-    for j in range(i):
+    for j in range(i):              # the values so far move over (track is already right)
         Py_INCREF(<object> slots[2 * j + 1])
         old = nslots[2 * j + 1]
         nslots[2 * j + 1] = slots[2 * j + 1]
         Py_DECREF(<object> old)
-        if not tracked[0] and PyType_IS_GC(Py_TYPE(<object> nslots[2 * j + 1])):
-            PyObject_GC_Track(nd)
-            tracked[0] = True
     slotsp[0] = nslots
     return nd
 

@@ -527,3 +527,34 @@ def test_encoder_reads_every_dict_shape():
     assert dagcbor.encode(emptied) == b"\xa0"
     for _ in range(3):                      # layout cache hits on the same shapes
         assert dagcbor.digest(d) == hashlib.sha256(ref.encode(d)).digest()
+
+
+def test_decoder_maps_being_filled_are_unreachable_from_the_gc():
+    # A map filled in place (template copy) stays untracked until complete: a GC callback (any
+    # Python code that allocations can run) scanning gc.get_objects() never sees one half
+    # filled, so nothing can change its table under the decoder.
+    import gc
+
+    blob = ref.encode({"a": [1], "b": [2], "c": {"x": [3]}, "zzsentinel": 5})
+    seen = []
+
+    def callback(phase, info):
+        if phase == "start":
+            for o in gc.get_objects(generation=0):
+                if type(o) is dict and "zzsentinel" in o and o["zzsentinel"] is None:
+                    seen.append(dict(o))
+                    o.clear()
+                    o.update({f"junk{i}": i for i in range(50)})
+
+    for _ in range(3):
+        dagcbor.decode(blob)                # layouts and templates in place
+    old = gc.get_threshold()
+    gc.callbacks.append(callback)
+    gc.set_threshold(1)
+    try:
+        results = [dagcbor.decode(blob) for _ in range(50)]
+    finally:
+        gc.set_threshold(*old)
+        gc.callbacks.remove(callback)
+    assert seen == []
+    assert all(r == ref.decode(blob) and gc.is_tracked(r) for r in results)
