@@ -138,6 +138,7 @@ cdef extern from *:
     bint PyType_IS_GC(PyTypeObject *t)
     bint PyObject_GC_IsTracked(object o)
     void PyObject_GC_Track(object o)
+    void PyObject_GC_UnTrack(object o)
 
 cdef extern from "dagcbor.h" nogil:
     enum:
@@ -1273,10 +1274,13 @@ cdef object _dec_more(const uint8_t *p, size_t n, size_t *pos, int depth, size_t
         if v > n - at:
             raise TruncatedError("list has more items than the input has bytes", start)
         lst = PyList_New(<Py_ssize_t> v)
+        # Untracked while it holds NULL slots (nothing can reach it through the GC meanwhile).
+        PyObject_GC_UnTrack(lst)
         for i in range(<size_t> v):
             item = _dec(p, n, pos, depth + 1)
             Py_INCREF(item)
             PyList_SET_ITEM(lst, <Py_ssize_t> i, item)
+        PyObject_GC_Track(lst)
         return lst
     if mt == 1:
         if v < 0x8000000000000000ULL:

@@ -530,31 +530,40 @@ def test_encoder_reads_every_dict_shape():
 
 
 def test_decoder_maps_being_filled_are_unreachable_from_the_gc():
-    # A map filled in place (template copy) stays untracked until complete: a GC callback (any
-    # Python code that allocations can run) scanning gc.get_objects() never sees one half
-    # filled, so nothing can change its table under the decoder.
+    # A map filled in place (template copy) or a list being filled stays untracked until
+    # complete: a GC callback (any Python code that allocations can run) scanning
+    # gc.get_objects() never sees one half built, so nothing can change its table under the
+    # decoder or read an empty list slot.
     import gc
 
-    blob = ref.encode({"a": [1], "b": [2], "c": {"x": [3]}, "zzsentinel": 5})
+    link = dagcbor.cid(1)                   # a CID is a GC allocation: collections run there
+    blob = ref.encode({"a": [1], "b": link, "c": {"x": [3]},
+                       "l": ["zzlist", [4], link, {"y": [5]}], "zzsentinel": 5})
     seen = []
 
     def callback(phase, info):
         if phase == "start":
             for o in gc.get_objects(generation=0):
-                if type(o) is dict and "zzsentinel" in o and o["zzsentinel"] is None:
+                if type(o) is dict and "zzsentinel" in o and o is not want:
                     seen.append(dict(o))
                     o.clear()
                     o.update({f"junk{i}": i for i in range(50)})
+                elif type(o) is list and o and o[0] == "zzlist" and o is not want["l"]:
+                    seen.append(list(o))    # would read NULL slots if reachable half built
 
     for _ in range(3):
         dagcbor.decode(blob)                # layouts and templates in place
+    want = ref.decode(blob)
     old = gc.get_threshold()
     gc.callbacks.append(callback)
     gc.set_threshold(1)
+    ok = 0
     try:
-        results = [dagcbor.decode(blob) for _ in range(50)]
+        for _ in range(50):
+            r = dagcbor.decode(blob)
+            ok += r == want and gc.is_tracked(r) and gc.is_tracked(r["l"])
+            del r                           # only the one being built may exist meanwhile
     finally:
         gc.set_threshold(*old)
         gc.callbacks.remove(callback)
-    assert seen == []
-    assert all(r == ref.decode(blob) and gc.is_tracked(r) for r in results)
+    assert seen == [] and ok == 50
