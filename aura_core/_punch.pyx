@@ -312,8 +312,8 @@ cdef class Engine:
         validate until ``timeout`` s or ``stop_after`` accepted punches (0: run to the timeout).
         Returns the first ``max_events`` accepted as ``(peer_id, flags, seq, (host, port),
         elapsed_s)``; ``stats()["ok"]`` counts them all."""
-        if interval <= 0 or timeout < 0:
-            raise InvalidValue("interval must be > 0 and timeout >= 0")
+        if not (0 < interval <= 1e9 and 0 <= timeout <= 1e9):  # ns counts stay far from 2**63
+            raise InvalidValue("interval must be in (0, 1e9] s and timeout in [0, 1e9] s")
         cdef aura_punch_event *evs = <aura_punch_event *> calloc(max_events if max_events else 1,
                                                                  sizeof(aura_punch_event))
         if evs == NULL:

@@ -102,6 +102,9 @@ def test_bad_arguments_raise_invalid_value():
         e.set_targets([(b"a" * 16, ("not-an-ip", 1))])
     with pytest.raises(InvalidValue):
         e.set_targets([(b"a" * 16, ("127.0.0.1", 70000))])
+    for interval, timeout in ((0.0, 1.0), (1e10, 1.0), (0.05, 1e12), (float("nan"), 1.0)):
+        with pytest.raises(InvalidValue):  # ns arithmetic in C must not overflow
+            e.run(0, interval=interval, timeout=timeout)
 
 
 # --- replay window ----------------------------------------------------------------------------

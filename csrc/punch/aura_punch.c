@@ -254,14 +254,19 @@ static int cpu_level(void) {
 
 static int simd_on = -1; /* 0 portable, 1 AVX2, 2 AVX-512; -1: not decided yet */
 
+/* Relaxed atomics: engines in several threads may decide the level at once (same answer). */
 static int simd_enabled(void) {
-    if (AURA_UNLIKELY(simd_on < 0)) simd_on = cpu_level();
-    return simd_on;
+    int v = __atomic_load_n(&simd_on, __ATOMIC_RELAXED);
+    if (AURA_UNLIKELY(v < 0)) {
+        v = cpu_level();
+        __atomic_store_n(&simd_on, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 int aura_punch_set_simd(int level) {
     int prev = simd_enabled(), max = cpu_level();
-    simd_on = level < 0 ? 0 : level > max ? max : level;
+    __atomic_store_n(&simd_on, level < 0 ? 0 : level > max ? max : level, __ATOMIC_RELAXED);
     return prev;
 }
 #else
@@ -616,6 +621,8 @@ static int drain(aura_punch_engine *e, int fd, rx_ctx *c) {
 long aura_punch_run(aura_punch_engine *e, int fd, int send, int64_t interval_ns, int64_t timeout_ns,
                     size_t stop_after, aura_punch_event *events, size_t max_events) {
     if (fd < 0 || interval_ns <= 0 || timeout_ns < 0 || (max_events && !events)) return AURA_PUNCH_EARG;
+    if (timeout_ns > INT64_MAX / 4) timeout_ns = INT64_MAX / 4;    /* deadline and cadence */
+    if (interval_ns > timeout_ns + 1) interval_ns = timeout_ns + 1; /* sums cannot overflow */
     rx_ctx ctx; /* ~24 KiB of stack: run() is called from Python threads (>= 8 MiB stacks) */
     rx_ctx *c = &ctx;
     c->events = events;
