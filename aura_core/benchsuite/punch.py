@@ -17,6 +17,9 @@ Python: hashlib BLAKE2b + ``socket.sendto`` / ``recv_into``), ``limit`` (a plain
   runs the real loop with 10,000 targets (fixed cadence, receive served between slices) and
   reports bursts due/started/skipped and the worst start lateness.
 
+``bench_cpu()`` gives the send and receive ratios by CPU time per packet (robust to preemption
+on a shared box; wall-clock ratios of the groups swing by +-15 % there).
+
 Both send limits and ours make the same syscalls: sendmmsg of 64 messages of 76 bytes each
 (the last call of a 10,000 burst: 16).
 """
@@ -249,3 +252,74 @@ def bench_deadlines(targets: int = 10_000, interval: float = 0.05, duration: flo
         sink.close()
         src.close()
         feeder.close()
+
+
+def bench_cpu(rounds: int = 30) -> dict:
+    """Send and receive ratios by CPU time of the calling thread (``time.thread_time_ns``),
+    ours vs the C limit, interleaved: on a shared, oversubscribed box wall-clock rates swing
+    with preemption, CPU time per packet does not.  Same syscalls as the groups above."""
+    import statistics
+
+    from aura_core import _punch
+    from aura_core.punch import PunchEngine, punch_key
+
+    out: dict = {}
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sink.bind(("127.0.0.1", 0))
+    src, rx, feeder = _udp(), _udp(), _udp()
+    try:
+        host, port = sink.getsockname()
+        fd = src.fileno()
+
+        def ratio(ours, limit, per: int) -> float:
+            cpu: dict[str, list[float]] = {"ours": [], "limit": []}
+            for r in range(rounds):
+                pair = [("ours", ours), ("limit", limit)]
+                for name, fn in pair if r % 2 else pair[::-1]:
+                    t0 = time.thread_time_ns()
+                    fn()
+                    cpu[name].append((time.thread_time_ns() - t0) / per)
+            return round(statistics.median(cpu["limit"]) / statistics.median(cpu["ours"]), 3)
+
+        for n in (TARGETS, 10_000):
+            peers = [(os.urandom(16), os.urandom(32)) for _ in range(n if n > TARGETS else 1)]
+            engine = PunchEngine(os.urandom(16), os.urandom(32), peers)
+            engine.set_targets((peers[i % len(peers)][0], (host, port)) for i in range(n))
+            reps = max(1, 100_000 // n)
+
+            def ours_send(engine=engine, reps=reps) -> None:
+                for _ in range(reps):
+                    engine.send_burst(fd)
+
+            def limit_send(n=n, reps=reps) -> None:
+                for _ in range(reps):
+                    _punch._bench_sendmmsg(fd, host, port, PKT, n)
+
+            out[f"send x{n}"] = ratio(ours_send, limit_send, reps * n)
+
+        me, peer, mn, pn = os.urandom(16), os.urandom(16), os.urandom(32), os.urandom(32)
+        packets = b"".join(_punch.build(punch_key(mn), peer, me, i) for i in range(FEED))
+        rx_host, rx_port = rx.getsockname()
+
+        def fed(receive):
+            def run() -> None:
+                _drain(rx)
+                t = threading.Thread(target=_punch._bench_send_many,
+                                     args=(feeder.fileno(), rx_host, rx_port, packets, PKT))
+                t.start()
+                receive()
+                t.join()
+            return run
+
+        def ours_recv() -> None:
+            engine = PunchEngine(me, mn, [(peer, pn)], auto_ack=False)
+            engine.run(rx.fileno(), send=False, timeout=0.5, stop_after=FEED, max_events=1)
+
+        out["receive+validate"] = ratio(
+            fed(ours_recv), fed(lambda: _punch._bench_recvmmsg(rx.fileno(), PKT + 1, FEED, 0.5)),
+            FEED)
+        return out
+    finally:
+        for s in (sink, src, rx, feeder):
+            s.close()
