@@ -446,7 +446,7 @@ class RendezvousService:
         # HandshakeError: unknown or wrong peer, wrong epoch or context, replayed initiation
         response = hs.process_init(message, now, not_after=self._accepted_ts.get(peer_key))
         assert hs.peer is not None
-        if hs.peer.authority_id != initiator:
+        if hs.peer.authority_id is not initiator and hs.peer.authority_id != initiator:
             raise HandshakeError("handshake is not from the claimed initiator")
         reply = frame_response(self._new_index(), sender_index, response)
         compatible = not isinstance(hs.outcome, Incompatible)
