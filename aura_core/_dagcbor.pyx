@@ -20,8 +20,13 @@
 # 4 KiB and more hashed in place: memory stays at the 16 KiB scratch buffer.
 # Decoder: a single recursive pass; every canonical-form check is made as the bytes are read,
 # and each failure raises a DecodeError subclass with the offset of the offending head.  Short
-# ASCII keys and strings come from direct-mapped caches (keys interned); map layouts (the key
-# sequence of a record kind) are remembered so repeated records skip key lookups and order checks.
+# ASCII keys and strings come from direct-mapped caches; map layouts (the key sequence of a
+# record kind, installed when seen twice, keys interned, two per set so a kind with an optional
+# key keeps both) are remembered so repeated records skip key lookups and order checks, and on
+# CPython 3.11 such a map is a copy of the layout's template dict with its values stored in place (no hashing or
+# probing per entry).  Containers stay untracked by the GC until filled, so no Python code run
+# by an allocation (a finalizer, a gc callback) can reach one half built.  The encoder reads a
+# str-keyed dict's entry table directly on 3.11 (PyDict_Next elsewhere).
 # All caches are module-level, touched only with the GIL held, and guarded by generation counters
 # where a nested call can replace a slot that an outer level is still using.
 
@@ -910,8 +915,8 @@ def cid(obj, str hash="sha2-256"):
 
 # ---- decoder -------------------------------------------------------------------------------
 
-# Interned map keys: short ASCII keys recur across records, and a shared, interned str with its
-# hash cached makes both PyDict_SetItem and the caller's later lookups cheaper.
+# Map keys: short ASCII keys recur across records, and a shared str with its hash cached makes
+# both PyDict_SetItem and the caller's later lookups cheaper (layout keys are also interned).
 cdef enum:
     KEY_CACHE = 1024
     KEY_CACHE_MAXLEN = 32
@@ -942,6 +947,9 @@ cdef DLayout _dlayouts[DLAYOUTS]
 # Two-way sets: records of two kinds with the same key count and first key (a fact with an
 # optional key present or not) keep both layouts; the most recently matched way is tried first.
 cdef uint8_t _dlayout_mru[DLAYOUT_SETS]
+# A layout is installed on its second sighting in a row in its set (maps whose keys never
+# recur, e.g. keyed by ids, then cost no installs): the signature of the last miss per set.
+cdef uint64_t _dlayout_cand[DLAYOUT_SETS]
 
 
 cdef inline int _key_order(const uint8_t *prev, size_t prevl, const uint8_t *k, size_t kl,
@@ -961,8 +969,7 @@ cdef inline object _ascii_str(const uint8_t *p, size_t n):
     return s
 
 
-cdef inline object _short_str(const uint8_t *p, size_t n, size_t at, PyObject **table,
-                              bint intern):
+cdef inline object _short_str(const uint8_t *p, size_t n, size_t at, PyObject **table):
     # Short ASCII strings through a direct-mapped cache; misses decode and replace the slot.
     # Only ASCII strings are cached, so a cached str's data are its UTF-8 bytes and a byte
     # comparison decides a hit.
@@ -980,19 +987,17 @@ cdef inline object _short_str(const uint8_t *p, size_t n, size_t at, PyObject **
     s = _ascii_str(p, n)
     raw = <PyObject *> s
     Py_INCREF(s)                        # this reference goes to the cache
-    if intern:
-        PyUnicode_InternInPlace(&raw)   # may swap raw for the interned twin (ref moved)
-        s = <object> raw
     Py_XDECREF(table[h])
     table[h] = raw
     return s
 
 
 cdef inline object _key(const uint8_t *p, size_t n, size_t at):
-    # Map keys recur across records: a shared, interned str (hash cached) makes PyDict_SetItem
-    # and the caller's later lookups cheaper.
+    # Map keys recur across records: a shared str (hash cached) makes PyDict_SetItem and the
+    # caller's later lookups cheaper.  Interning waits for a layout (_install_layout): keys
+    # that never recur are not worth the interned table's insert and delete.
     if n <= KEY_CACHE_MAXLEN:
-        return _short_str(p, n, at, _key_cache, True)
+        return _short_str(p, n, at, _key_cache)
     return _text(p, n, at)
 
 
@@ -1002,9 +1007,18 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
     cdef list keys = list(d)
     cdef size_t kl, h
     cdef dict tmpl
+    cdef PyObject *raw
     for k in keys:
         if not PyUnicode_IS_COMPACT_ASCII(k) or PyUnicode_GET_LENGTH(k) > 30:
             return 0            # only short ASCII keys: their data are their UTF-8 bytes
+    for i in range(n):
+        # Interned: a layout's keys are shared by every map decoded from it, and the caller's
+        # literal keys then find them by identity.
+        raw = <PyObject *> keys[i]
+        Py_INCREF(<object> raw)
+        PyUnicode_InternInPlace(&raw)       # may swap raw for the interned twin (ref moved)
+        keys[i] = <object> raw
+        Py_DECREF(<object> raw)
     tmpl = dict.fromkeys(keys)
     if PyObject_GC_IsTracked(tmpl):
         return 0                # (never: str keys, None values) copies must start untracked
@@ -1061,6 +1075,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     cdef object key, val, d
     cdef size_t set_ = 0
     cdef bint peeked = False
+    cdef uint64_t sig = 0               # of the keys read the slow way (see _dlayout_cand)
     if count == 0:
         return PyDict_New()
     # Layout set from the count and the first key's bytes (peeked: checked again below).
@@ -1132,6 +1147,10 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
         key = _key(p + at, kl, at)
         prev = p + at
         prevl = kl
+        if sig == 0:
+            sig = (<uint64_t> count << 32) | (<uint64_t> i << 8) | 1
+        sig = (sig ^ aura_dc_short_hash(p + at, kl) ^ (<uint64_t> kl << 24)) * \
+            <uint64_t> 0x9E3779B97F4A7C15ULL
         pos[0] = at + kl
         val = _dec(p, n, pos, depth + 1)
         PyDict_SetItem(d, key, val)
@@ -1140,10 +1159,13 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     if peeked:
         if match:
             _dlayout_mru[set_] = <uint8_t> (lay - &_dlayouts[2 * set_])
-        else:
-            # A new layout replaces the way not used last.
+        elif _dlayout_cand[set_] == sig:
+            # Seen twice: the new layout replaces the way not used last.
+            _dlayout_cand[set_] = 0
             _dlayout_mru[set_] ^= 1
             _install_layout(&_dlayouts[2 * set_ + _dlayout_mru[set_]], d, count)
+        else:
+            _dlayout_cand[set_] = sig
     return d
 
 
@@ -1222,7 +1244,7 @@ cdef inline object _dec(const uint8_t *p, size_t n, size_t *pos, int depth):
             raise TruncatedError("text string runs past the end of the input", start)
         pos[0] = at + <size_t> v
         if v <= STR_CACHE_MAXLEN:
-            return _short_str(p + at, <size_t> v, at, _str_cache, False)
+            return _short_str(p + at, <size_t> v, at, _str_cache)
         return _text(p + at, <size_t> v, at)
     if mt == 0:
         if v < 0x40000000:

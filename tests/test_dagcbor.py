@@ -567,3 +567,20 @@ def test_decoder_maps_being_filled_are_unreachable_from_the_gc():
         gc.set_threshold(*old)
         gc.callbacks.remove(callback)
     assert seen == [] and ok == 50
+
+
+def test_layout_keys_are_interned_once_a_layout_recurs_and_one_off_maps_decode_alike():
+    import sys
+
+    blob = ref.encode({"alpha-key": 1, "beta-key": [2], "gamma-key": {"delta-key": 3}})
+    results = [dagcbor.decode(blob) for _ in range(4)]     # installed on the second sighting
+    last = results[-1]
+    assert all(r == ref.decode(blob) for r in results)
+    for k in last:
+        assert k is sys.intern(k)
+    assert next(iter(last["gamma-key"])) is sys.intern("delta-key")
+    # maps whose keys never recur (ids as keys): no layout, same values and key order
+    for i in range(500):
+        m = {f"id-{i}-{j}": j for j in range(i % 13)}
+        got = dagcbor.decode(ref.encode(m))
+        assert got == m and list(got) == sorted(m, key=lambda k: (len(k), k))
