@@ -108,11 +108,13 @@ cdef extern from *:
         Py_ssize_t dk_nentries;
         char dk_indices[];
     } aura_dictkeys311;
+    /* Set at import by aura_dict_probe() once the mirrored layout is seen to hold. */
+    static int aura_dict_layout_ok = 0;
     static inline PyObject **aura_dict_slots(PyObject *d, Py_ssize_t n) {
         PyDictObject *mp = (PyDictObject *)d;
         aura_dictkeys311 *k = (aura_dictkeys311 *)mp->ma_keys;
-        if (mp->ma_values != NULL || mp->ma_used != n || k->dk_refcnt != 1 || k->dk_kind != 1
-                || k->dk_nentries != n)
+        if (!aura_dict_layout_ok || mp->ma_values != NULL || mp->ma_used != n
+                || k->dk_refcnt != 1 || k->dk_kind != 1 || k->dk_nentries != n)
             return NULL;
         return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
     }
@@ -122,10 +124,20 @@ cdef extern from *:
     static inline PyObject **aura_dict_entries(PyObject *d, Py_ssize_t *count) {
         PyDictObject *mp = (PyDictObject *)d;
         aura_dictkeys311 *k = (aura_dictkeys311 *)mp->ma_keys;
-        if (mp->ma_values != NULL || k->dk_kind != 1)
+        if (!aura_dict_layout_ok || mp->ma_values != NULL || k->dk_kind != 1)
             return NULL;
         *count = k->dk_nentries;
         return (PyObject **)(k->dk_indices + ((size_t)1 << k->dk_log2_index_bytes));
+    }
+    /* d: a fresh {k1: v1, k2: v2} built by PyDict_SetItem; the fast paths are enabled only
+       if the mirrored layout finds exactly those entries there. */
+    static int aura_dict_probe(PyObject *d, PyObject *k1, PyObject *v1, PyObject *k2,
+                               PyObject *v2) {
+        PyObject **e;
+        aura_dict_layout_ok = 1;
+        e = aura_dict_slots(d, 2);
+        aura_dict_layout_ok = e != NULL && e[0] == k1 && e[1] == v1 && e[2] == k2 && e[3] == v2;
+        return aura_dict_layout_ok;
     }
     #else
     static inline PyObject **aura_dict_slots(PyObject *d, Py_ssize_t n) {
@@ -136,10 +148,16 @@ cdef extern from *:
         (void)d; (void)count;
         return NULL;
     }
+    static int aura_dict_probe(PyObject *d, PyObject *k1, PyObject *v1, PyObject *k2,
+                               PyObject *v2) {
+        (void)d; (void)k1; (void)v1; (void)k2; (void)v2;
+        return 0;
+    }
     #endif
     """
     PyObject **aura_dict_slots(object d, Py_ssize_t n)
     PyObject **aura_dict_entries(object d, Py_ssize_t *count)
+    int aura_dict_probe(object d, object k1, object v1, object k2, object v2)
     bint PyType_IS_GC(PyTypeObject *t)
     bint PyObject_GC_IsTracked(object o)
     void PyObject_GC_Track(object o)
@@ -914,6 +932,24 @@ def cid(obj, str hash="sha2-256"):
 
 
 # ---- decoder -------------------------------------------------------------------------------
+
+cdef int _probe_dict_layout():
+    cdef dict d = {}
+    k1, v1, k2, v2 = "probe-key-one", object(), "probe-key-two", object()
+    d[k1] = v1
+    d[k2] = v2
+    return aura_dict_probe(d, k1, v1, k2, v2)
+
+
+# Whether the CPython 3.11 dict-table fast paths (decoder templates filled in place, encoder
+# reading entries) are on: checked once here against a real dict, off on other versions.
+cdef bint _DICT_FAST = _probe_dict_layout()
+
+
+def _dict_fast_paths():
+    """Whether the dict-table fast paths are enabled in this interpreter (for tests)."""
+    return _DICT_FAST
+
 
 # Map keys: short ASCII keys recur across records, and a shared str with its hash cached makes
 # both PyDict_SetItem and the caller's later lookups cheaper (layout keys are also interned).

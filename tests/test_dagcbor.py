@@ -614,3 +614,11 @@ def test_mutated_records_decode_like_the_reference_with_layouts_warm():
         assert got == want, bytes(b).hex()
         if got[0] == "ok":
             assert list(got[1]) == list(want[1])
+
+
+def test_dict_fast_paths_enabled_exactly_on_the_mirrored_cpython():
+    # The decoder's in-place template fill and the encoder's direct entry reads mirror CPython
+    # 3.11's dict table; the import-time probe must enable them there and nowhere else.
+    import sys
+
+    assert _dagcbor._dict_fast_paths() == (sys.version_info[:2] == (3, 11))
