@@ -18,7 +18,9 @@ from aura_core.journal.reconcile import (
     P,
     SortedIds,
     Split,
+    cubic_roots,
     decode_cell,
+    decode_root,
     key_of,
     SyncMessage,
     decode_message,
@@ -167,6 +169,43 @@ def test_decode_cell_recovers_every_difference_of_at_most_two(xs, ys, s1, s2):
     assert decode_cell(1, s1, s2) is None or s2 == s1 * s1 % P
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, P - 1), min_size=1, max_size=6, unique=True), st.integers(0, 3))
+def test_decode_root_recovers_every_difference_of_at_most_three(keys, split):
+    keys = keys[:3]
+    xs, ys = set(keys[:min(split, len(keys))]), set(keys[min(split, len(keys)):])
+    d = [(sum(pow(x, k, P) for x in xs) - sum(pow(y, k, P) for y in ys)) % P for k in (1, 2, 3)]
+    got = decode_root(len(xs) - len(ys), *d)
+    assert got is not None and set(got[0]) == xs and set(got[1]) == ys
+
+
+def test_decode_root_answers_bigger_differences_only_consistently():
+    rng = random.Random(7)
+    for _ in range(100):
+        xs = [rng.randrange(P) for _ in range(rng.randrange(0, 6))]
+        ys = [rng.randrange(P) for _ in range(5 - len(xs))]
+        d = [(sum(pow(x, k, P) for x in xs) - sum(pow(y, k, P) for y in ys)) % P for k in (1, 2, 3)]
+        got = decode_root(len(xs) - len(ys), *d)
+        if got is not None:  # by chance only; it still explains all three moments
+            ours, theirs = got
+            assert len(ours) + len(theirs) <= 3 and len(ours) - len(theirs) == len(xs) - len(ys)
+            assert [(sum(pow(x, k, P) for x in ours) - sum(pow(y, k, P) for y in theirs)) % P
+                    for k in (1, 2, 3)] == d
+
+
+def test_cubic_roots():
+    rng = random.Random(3)
+    for _ in range(20):
+        r = [rng.randrange(P) for _ in range(3)]
+        c1 = -sum(r) % P
+        c2 = (r[0] * r[1] + r[0] * r[2] + r[1] * r[2]) % P
+        c3 = -r[0] * r[1] * r[2] % P
+        assert sorted(cubic_roots(c1, c2, c3)) == sorted(r)
+    assert cubic_roots(0, 0, 0) is None          # a triple root
+    assert cubic_roots(0, 1, 0) is None          # z (z^2 + 1): -1 is not a square mod P = 3 mod 4
+    assert cubic_roots(-3 % P, 3, P - 1) is None  # (z - 1)^3
+
+
 def test_small_ranges_are_listed_and_resolved_in_one_step():
     a, b = store_with(range(40)), store_with(range(3, 43, 2))
     sa, sb = pump(a, b)
@@ -192,7 +231,7 @@ messages = st.builds(
     want_ranges=st.lists(st.tuples(st.just(3), st.integers(0, 7)), max_size=3),
     ids=st.lists(st.tuples(st.just(9), st.integers(0, 511), st.integers(1, 5).map(lambda n: bytes(range(8 * n)))), max_size=2),
     want_idx=st.lists(st.tuples(st.just(2), st.integers(0, 3), st.just(9), st.just(b"\x81\x00")), max_size=2),
-    root=st.one_of(st.none(), st.tuples(st.integers(0, P - 1), st.integers(0, P - 1))),
+    root=st.one_of(st.none(), st.tuples(st.integers(0, P - 1), st.integers(0, P - 1), st.integers(0, P - 1))),
     ack_facts=st.lists(st.binary(min_size=1, max_size=40), max_size=3),
     acks=st.lists(st.binary(min_size=32, max_size=32), max_size=3),
     ctx=st.just(CTX),
@@ -223,7 +262,7 @@ def test_codec_roundtrip(m):
 @given(st.binary(max_size=200))
 def test_codec_random_bytes_raise_only_protocol_error(data):
     try:
-        decode_message(b"\x01\x00" + data)
+        decode_message(b"\x03\x00" + data)
         decode_message(data)
     except ProtocolError:
         pass
@@ -231,38 +270,38 @@ def test_codec_random_bytes_raise_only_protocol_error(data):
 
 def test_codec_rejects_noncanonical_and_oversize():
     with pytest.raises(ProtocolError):
-        decode_message(b"\x01\x00")  # unknown (old) version
+        decode_message(b"\x02\x00")  # unknown (old) version
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x80")  # unknown flag
+        decode_message(b"\x03\x80")  # unknown flag
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00\x02\x80\x00")  # non-minimal varint
+        decode_message(b"\x03\x00\x02\x80\x00")  # non-minimal varint
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00\x05\x01\x02")  # prefix 2 does not fit in 1 bit
+        decode_message(b"\x03\x00\x05\x01\x02")  # prefix 2 does not fit in 1 bit
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00\x01\x00\x11" + b"\x00" * 8192)  # fan-out 2^17
+        decode_message(b"\x03\x00\x01\x00\x11" + b"\x00" * 8192)  # fan-out 2^17
     big = encode_message(SyncMessage(facts=[b"x"] * 20))
     with pytest.raises(ProtocolError):
         decode_message(big, Limits(max_facts=10))
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00" + b"\x05\x00" * 10, Limits(max_wants=5))
+        decode_message(b"\x03\x00" + b"\x05\x00" * 10, Limits(max_wants=5))
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00" + b"\x00" * 100, Limits(max_message_bytes=50))
+        decode_message(b"\x03\x00" + b"\x00" * 100, Limits(max_message_bytes=50))
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00\x06\x09" + b"\x00" * 512)  # counts for 2^9 children
+        decode_message(b"\x03\x00\x06\x09" + b"\x00" * 512)  # counts for 2^9 children
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00\x06\x01\x00\x00\x06\x01\x00\x00")  # counts twice
+        decode_message(b"\x03\x00\x06\x01\x00\x00\x06\x01\x00\x00")  # counts twice
     with pytest.raises(ProtocolError):  # a field element >= P
-        decode_message(b"\x02\x00\x07" + CTX + b"\xff" * 16 + bytes(16))
+        decode_message(b"\x03\x00\x07" + CTX + b"\xff" * 16 + bytes(16))
     with pytest.raises(ProtocolError):  # root twice
-        decode_message(b"\x02\x00" + (b"\x07" + CTX + bytes(32)) * 2)
+        decode_message(b"\x03\x00" + (b"\x07" + CTX + bytes(48)) * 2)
     with pytest.raises(ProtocolError):  # an empty id list
-        decode_message(b"\x02\x00\x08\x00\x00")
+        decode_message(b"\x03\x00\x08\x00\x00")
     with pytest.raises(ProtocolError):  # more listed ids than cells allowed
-        decode_message(b"\x02\x00\x08\x00\x05" + bytes(40), Limits(max_cells=4))
+        decode_message(b"\x03\x00\x08\x00\x05" + bytes(40), Limits(max_cells=4))
     with pytest.raises(ProtocolError):  # bitmap padding bits set
-        decode_message(b"\x02\x00\x09\x00\x03\xe1")
+        decode_message(b"\x03\x00\x09\x00\x03\xe1")
     with pytest.raises(ProtocolError):  # truncated fingerprint split
-        decode_message(b"\x02\x00\x0a\x00\x01\x01" + bytes(8))
+        decode_message(b"\x03\x00\x0a\x00\x01\x01" + bytes(8))
 
 
 def test_root_counts_size_the_first_split():
@@ -307,7 +346,7 @@ def test_garbage_fails_the_session_without_touching_the_journal():
 def test_invalid_facts_are_dropped_and_counted():
     s = store_with(range(10))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=0, total=0)))
     bad = [b"\x18\x01", fact(99) + b"\x00", b"\xa1\x61a\x01\x61a\x02"]  # noncanonical, trailing, dup keys
     r.receive(encode_message(SyncMessage(flags=FLAG_FIN, facts=bad + [fact(100)])))
     assert r.done and not r.failed
@@ -318,11 +357,11 @@ def test_invalid_facts_are_dropped_and_counted():
 def test_other_context_and_lying_digest():
     s = store_with(range(10))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=bytes(16), count=10, total=5)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=bytes(16), count=10, total=5)))
     assert r.failed and r.error.phase is SyncPhase.DIGEST_EXCHANGE
     # a digest that lies (count 11, random sum): we answer, never store anything unverified
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=11, total=12345)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=11, total=12345)))
     out = r.data_to_send()
     assert len(out) == 1 and not r.failed
     r.receive(encode_message(SyncMessage(flags=FLAG_FIN)))
@@ -333,7 +372,7 @@ def test_pending_work_is_bounded():
     s = store_with(range(10))
     lim = Limits(max_pending=50)
     r = responder(s, lim)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=10, total=1)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=10, total=1)))
     r.data_to_send()
     for _ in range(3):
         r.receive(encode_message(SyncMessage(want_ranges=[(6, i) for i in range(40)])))
@@ -347,7 +386,7 @@ def test_pending_work_is_bounded():
 def test_fin_with_requests_is_a_protocol_error():
     s = store_with(range(3))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=0, total=0)))
     r.receive(encode_message(SyncMessage(flags=FLAG_FIN, want_ranges=[(0, 0)])))
     assert r.failed and r.error.phase is SyncPhase.PLAN_REQUEST
 
@@ -437,7 +476,7 @@ def test_received_facts_buffer_and_session_length_are_bounded():
     s = JournalStore()
     r = SyncSession(s.view(CTX), "evil", initiator=False, flush_facts=50,
                     limits=Limits(max_messages=30))
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=0, total=0)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=0, total=0)))
     for k in range(40):
         r.receive(encode_message(SyncMessage(facts=[fact(1000 + 20 * k + i) for i in range(20)])))
         r.data_to_send()
@@ -480,7 +519,7 @@ def test_hostile_message_sequences_never_escape_or_corrupt(seq, as_initiator):
     if as_initiator:
         sess.start()
     else:
-        sess.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=7, total=99)))
+        sess.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=7, total=99)))
     for m in seq:
         m.flags &= ~FLAG_DIGEST
         sess.receive(encode_message(m))  # must not raise, whatever the content
@@ -528,23 +567,23 @@ def test_unsolicited_or_bogus_acks_are_ignored():
     s = store_with(range(10))
     s.append(CTX, [fact(500)], ack_tracked=True)
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=3, total=1)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=3, total=1)))
     r.data_to_send()
     r.receive(encode_message(SyncMessage(acks=[fact_hash(fact(500)), bytes(32)])))
     assert not r.failed and r.stats.acks_received == 0 and s.acks(CTX, fact_hash(fact(500))) == []
     with pytest.raises(ProtocolError):
-        decode_message(b"\x02\x00\x0c\x02" + bytes(33))  # truncated ack list
+        decode_message(b"\x03\x00\x0c\x02" + bytes(33))  # truncated ack list
 
 
 def test_id_lists_for_large_ranges_or_wrong_bitmaps_fail_the_session():
     s = store_with(range(600))
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=3, total=1)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=3, total=1)))
     r.data_to_send()
     r.receive(encode_message(SyncMessage(ids=[(0, 0, bytes(8))])))  # the whole journal "listed"
     assert r.failed and isinstance(r.error, SyncError)
     r = responder(s)
-    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2), ctx=CTX, count=3, total=1)))
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=3, total=1)))
     r.data_to_send()
     r.receive(encode_message(SyncMessage(want_idx=[(8, 3, 9, b"\xff\x80")])))  # not our count
     assert r.failed and s.digest(CTX).count == 600

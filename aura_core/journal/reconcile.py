@@ -8,7 +8,10 @@ moments add, the difference of two cells is the moments of the symmetric differe
 any difference of at most two facts is *decoded* from it, whatever its shape
 (:func:`decode_cell`): one fact (certified by Σ key² = key²), one on each side (x - y and
 x² - y² give x and y), or two on one side (a quadratic).  Decoded keys are looked up by binary
-search (keys are hash prefixes); keys the holder lacks mean a bigger difference.  Then:
+search (keys are hash prefixes); keys the holder lacks mean a bigger difference.  The root (the
+initiator's whole set) also carries Σ key³, so the first reply settles any difference of at most
+three facts, wherever they sit (:func:`decode_root`: Newton's identities, then the roots of a
+quadratic or a cubic over GF(P)).  Then:
 
 * equal cells                      -> the range is reconciled (nothing is sent);
 * one side has 0 facts there       -> the other pushes (or is asked for) the whole range;
@@ -29,7 +32,7 @@ digests are compared after each session.
 
 This module is pure (no store, no I/O): :class:`SortedIds` is a snapshot of one side's hashes,
 :class:`Reconciler` turns received :class:`SyncMessage` s into queued pushes, wants, splits and
-lists, and :func:`encode_message` / :func:`decode_message` are the wire format (version 2,
+lists, and :func:`encode_message` / :func:`decode_message` are the wire format (version 3,
 docs/wire.md "journal sync"), decoded with hard limits so peer input cannot grow memory without
 bound.
 """
@@ -59,7 +62,7 @@ __all__ = [
     "FLAG_FIN",
 ]
 
-WIRE_VERSION: Final = 2
+WIRE_VERSION: Final = 3
 FLAG_DIGEST: Final = 0x01  # the message starts with the sender's context id and JournalDigest
 FLAG_MORE: Final = 0x02    # the sender still has queued output (pushes) for the next message
 FLAG_FIN: Final = 0x04     # the initiator is done; no reply is expected
@@ -70,7 +73,7 @@ TAG_WANT_ID: Final = 3
 TAG_WANT_KEY: Final = 4
 TAG_WANT_RANGE: Final = 5
 TAG_COUNTS: Final = 6      # root children counts mod 256: sizes the first split (initiator only)
-TAG_ROOT: Final = 7        # the initiator's moments of its whole set (its root cell)
+TAG_ROOT: Final = 7        # the initiator's moments (Σkey, Σkey², Σkey³) of its whole set
 TAG_IDS: Final = 8         # a small range's fact ids (keyed 8-byte digests), in hash order
 TAG_WANT_IDX: Final = 9    # which of the peer's listed ids we lack (a bitmap)
 TAG_SPLIT_FP: Final = 10   # a split with 8-byte fingerprints instead of moments (chasing clusters)
@@ -152,12 +155,147 @@ def decode_cell(dc: int, d1: int, d2: int) -> tuple[list[int], list[int]] | None
     return None
 
 
+# -- three differences from three moments (the root) ----------------------------------------
+# Polynomials over GF(P) are coefficient lists, lowest degree first.
+
+def _trim(a: list[int]) -> list[int]:
+    while a and not a[-1]:
+        a.pop()
+    return a
+
+
+def _pmod(a: list[int], f: list[int]) -> list[int]:
+    """a mod f (f monic)."""
+    a = _trim([x % P for x in a])
+    df = len(f) - 1
+    while len(a) - 1 >= df:
+        c, sh = a[-1], len(a) - 1 - df
+        for i in range(df + 1):
+            a[sh + i] = (a[sh + i] - c * f[i]) % P
+        _trim(a)
+    return a
+
+
+def _pmulmod(a: list[int], b: list[int], f: list[int]) -> list[int]:
+    out = [0] * max(1, len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i + j] += x * y
+    return _pmod(out, f)
+
+
+def _monic(a: list[int]) -> list[int]:
+    inv = pow(a[-1], P - 2, P)
+    return [x * inv % P for x in a]
+
+
+def _pgcd(a: list[int], b: list[int]) -> list[int]:
+    a, b = _trim(list(a)), _trim(list(b))
+    while b:
+        a, b = b, _pmod(a, _monic(b))
+    return _monic(a) if a else a
+
+
+def _ppow_x(shift: int, e: int, f: list[int]) -> list[int]:
+    """(x + shift)^e mod f."""
+    r, base = [1], _pmod([shift, 1], f)
+    while e:
+        if e & 1:
+            r = _pmulmod(r, base, f)
+        base = _pmulmod(base, base, f)
+        e >>= 1
+    return r
+
+
+def _quad_roots(b: int, c: int) -> list[int] | None:
+    """The two distinct roots of z^2 + b z + c in GF(P), or None."""
+    r = _sqrt((b * b - 4 * c) % P)
+    if r is None or not r:
+        return None
+    return [(-b + r) * INV2 % P, (-b - r) * INV2 % P]
+
+
+def cubic_roots(c1: int, c2: int, c3: int) -> list[int] | None:
+    """The three distinct roots of z^3 + c1 z^2 + c2 z + c3 in GF(P), or None.
+
+    gcd with z^P - z keeps the product of the linear factors; then one equal-degree split,
+    gcd with (z + δ)^((P-1)/2) - 1 (Cantor–Zassenhaus, δ = 0, 1, ...: each δ splits the roots
+    with probability 3/4), leaves a linear or quadratic factor, and the rest follows.
+    """
+    f = [c3 % P, c2 % P, c1 % P, 1]
+    xp = _ppow_x(0, P, f)
+    xp = xp + [0] * (2 - len(xp))
+    xp[1] = (xp[1] - 1) % P
+    if _trim(xp):  # z^P - z not divisible by f: fewer than three distinct roots in GF(P)
+        return None
+    for delta in range(64):
+        h = _ppow_x(delta, (P - 1) // 2, f)
+        h = (h or [0]) + [0] * (1 - len(h or [0]))
+        h[0] = (h[0] - 1) % P
+        g = _pgcd(f, h)
+        if len(g) == 2:  # a root r; the others solve f / (z - r)
+            r = -g[0] % P
+            b = (c1 + r) % P          # f = (z - r)(z^2 + b z + c)
+            c = (c2 + r * b) % P
+            rest = _quad_roots(b, c)
+            return None if rest is None or r in rest else [r, *rest]
+        if len(g) == 3:
+            two = _quad_roots(g[1], g[0])
+            if two is None:
+                return None
+            return [*two, (-c1 - two[0] - two[1]) % P]
+    return None
+
+
+def _power_sums_match(ours: list[int], theirs: list[int], d: tuple[int, int, int]) -> bool:
+    return all((sum(pow(x, k, P) for x in ours) - sum(pow(y, k, P) for y in theirs) - d[k - 1]) % P == 0
+               for k in (1, 2, 3))
+
+
+def decode_root(dc: int, d1: int, d2: int, d3: int) -> tuple[list[int], list[int]] | None:
+    """The keys (ours, theirs) of a difference of at most three facts, from three moments.
+
+    ``dc`` fixes the split between the sides whenever the total is at most three: |dc| = 3 is
+    three on one side, |dc| = 1 one fact or two plus one, dc = 0 one each, |dc| = 2 two on one
+    side.  Every answer is checked against all three moments; an answer for a bigger difference
+    is possible only by chance (and then names keys the holder lacks, or counts that disagree).
+    """
+    d = (d1 % P, d2 % P, d3 % P)
+    got = decode_cell(dc, d[0], d[1]) if -2 <= dc <= 2 else None
+    if got is not None and _power_sums_match(*got, d):
+        return got
+    if dc not in (1, -1, 3, -3):
+        return None
+    sg = 1 if dc > 0 else -1
+    p1, p2, p3 = (sg * x % P for x in d)  # the side with more extras is "ours" below
+    # coefficients of Π(1 - x t) / Π(1 - y t) = exp(-Σ p_k t^k / k), by Newton's identities
+    inv3 = pow(3, P - 2, P)
+    c1 = -p1 % P
+    c2 = -(p1 * c1 + p2) * INV2 % P
+    c3 = -(p1 * c2 + p2 * c1 + p3) * inv3 % P
+    if abs(dc) == 3:
+        roots = cubic_roots(c1, c2, c3)
+        if roots is None:
+            return None
+        many, few = roots, []
+    else:  # two plus one: numerator 1 + n1 t + n2 t^2, denominator 1 - y t, Padé at order 3
+        if not c2:
+            return None
+        y = c3 * pow(c2, P - 2, P) % P
+        xs = _quad_roots((c1 - y) % P, (c2 - y * c1) % P)
+        if xs is None or y in xs:
+            return None
+        many, few = xs, [y]
+    got = (many, few) if sg > 0 else (few, many)
+    return got if _power_sums_match(*got, d) else None
+
+
 # -- snapshot of one side's hashes ---------------------------------------------------------
 
 class SortedIds:
     """Sorted 32-byte hashes in one bytes object plus prefix moments every CHECKPOINT entries."""
 
-    __slots__ = ("blob", "n", "_p1", "_p2")
+    __slots__ = ("blob", "n", "_p1", "_p2", "s3")
 
     def __init__(self, blob: bytes) -> None:
         if len(blob) % 32:
@@ -165,19 +303,23 @@ class SortedIds:
         self.blob = blob
         self.n = len(blob) // 32
         p1, p2 = [0], [0]
-        a1 = a2 = 0
+        a1 = a2 = a3 = 0
         fb = int.from_bytes
         for c in range(0, self.n, CHECKPOINT):
             chunk = blob[c * 32:(c + CHECKPOINT) * 32]
             for o in range(0, len(chunk), 32):
                 e = (fb(chunk[o:o + 16], "big") >> 1) % P
+                e2 = e * e
                 a1 += e
-                a2 += e * e
+                a2 += e2
+                a3 += e2 * e
             a1 %= P
             a2 %= P
+            a3 %= P
             p1.append(a1)
             p2.append(a2)
         self._p1, self._p2 = p1, p2
+        self.s3 = a3  # Σ key^3 of the whole set (only the root carries a third moment)
 
     @classmethod
     def of(cls, hashes: list[bytes]) -> SortedIds:
@@ -303,7 +445,7 @@ class SyncMessage:
     want_keys: list[tuple[int, int, int]] = field(default_factory=list)  # (k, p, low128)
     want_ranges: list[tuple[int, int]] = field(default_factory=list)    # (k, p)
     counts: bytes = b""     # counts mod 256 of the 2^b root children (b = log2 len)
-    root: tuple[int, int] | None = None  # the initiator's (Σ key, Σ key^2) of its whole set
+    root: tuple[int, int, int] | None = None  # the initiator's (Σ key, Σ key^2, Σ key^3), whole set
     ids: list[tuple[int, int, bytes]] = field(default_factory=list)       # (k, p, n * 8 bytes)
     want_idx: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (k, p, n, bitmap)
 
@@ -336,7 +478,7 @@ def encode_message(m: SyncMessage) -> bytes:
         out += m.total.to_bytes(32, "big")
     if m.root is not None:
         out.append(TAG_ROOT)
-        out += m.ctx + m.root[0].to_bytes(16, "big") + m.root[1].to_bytes(16, "big")
+        out += m.ctx + b"".join(x.to_bytes(16, "big") for x in m.root)
     if m.counts:
         out.append(TAG_COUNTS)
         out.append(len(m.counts).bit_length() - 1)
@@ -476,7 +618,7 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
             if m.root is not None:
                 raise r.fail("root repeated")
             m.ctx = r.take(16)
-            m.root = (r.elem(), r.elem())
+            m.root = (r.elem(), r.elem(), r.elem())
         elif tag == TAG_COUNTS:
             b = r.u8()
             if m.counts or not 1 <= b <= 8:
@@ -604,14 +746,15 @@ class Reconciler:
         self._charge(1)
         return self.ids.find_key(i, j, key)
 
-    def process(self, m: SyncMessage, *, root: tuple[int, int, int] | None = None) -> None:
-        """Queue our response to ``m``; ``root`` is the peer's root cell if this is its first."""
+    def process(self, m: SyncMessage, *, root: tuple[int, int, int, int] | None = None) -> None:
+        """Queue our response to ``m``; ``root`` is the peer's root cell (count, Σkey, Σkey²,
+        Σkey³) if this is its first message."""
         self._work = 4 * self.ids.n + 4 * self.limits.max_cells + self.limits.max_scan
         self._cells_left = self.limits.max_cells
         if root is not None:
-            tc, t1, t2 = root
+            tc, t1, t2, t3 = root
             oc, o1, o2 = self.ids.cell(0, self.ids.n)
-            if (oc, o1, o2) != (tc, t1, t2) and not self._resolve(0, 0, 0, oc, (oc, o1, o2), root):
+            if (oc, o1, o2, self.ids.s3) != root and not self._resolve_root(m.counts, root):
                 self._narrow_root(m.counts, oc, tc)
         nested = {(sp.k, sp.p) for sp in m.splits}
         for sp in m.splits:
@@ -660,9 +803,40 @@ class Reconciler:
         idx = [self.ids.index(c << (BITS - b)) for c in range((1 << b) + 1)]
         return bytes((idx[c + 1] - idx[c]) & 0xFF for c in range(1 << b))
 
-    def root_moments(self) -> tuple[int, int]:
+    def root_moments(self) -> tuple[int, int, int]:
         _, s1, s2 = self.ids.cell(0, self.ids.n)
-        return s1, s2
+        return s1, s2, self.ids.s3
+
+    def _resolve_root(self, counts: bytes, root: tuple[int, int, int, int]) -> bool:
+        """Settle the whole difference from the root cells when it is at most three facts.
+
+        The decoded own keys must all be held, and the decoded keys' spread over the root
+        children must agree with the peer's COUNTS (when sent): the check on keys of theirs,
+        which we cannot look up.
+        """
+        tc, t1, t2, t3 = root
+        oc, o1, o2 = self.ids.cell(0, self.ids.n)
+        if not tc or not oc:
+            return self._resolve(0, 0, 0, oc, (oc, o1, o2), root[:3])
+        got = decode_root(oc - tc, o1 - t1, o2 - t2, self.ids.s3 - t3)
+        if got is None:
+            return False
+        mine, other = got
+        if counts:
+            b = len(counts).bit_length() - 1
+            delta = [0] * len(counts)
+            for x in mine:
+                delta[x >> (127 - b)] += 1
+            for y in other:
+                delta[y >> (127 - b)] -= 1
+            if any((o - t - dl) & 0xFF for o, t, dl in zip(self.root_counts(b), counts, delta)):
+                return False
+        found = [self._find(0, self.ids.n, x) for x in mine]
+        if any(h is None for h in found):
+            return False
+        self.push_ids.extend(h for h in found if h is not None)
+        self.want_keys.extend((0, 0, y) for y in other)
+        return True
 
     def _root_estimate(self, counts: bytes) -> tuple[float, bool, int]:
         """Differences expected at the root, from the peer's per-child counts if it sent them.
