@@ -236,6 +236,10 @@ messages = st.builds(
     acks=st.lists(st.binary(min_size=32, max_size=32), max_size=3),
     ctx=st.just(CTX),
     counts=st.sampled_from([b"", bytes(2), bytes(range(32)), b"\xff" * 4]),
+    moments=st.lists(st.one_of(
+        st.tuples(st.just(5), st.integers(0, 31), st.integers(1, 10**6),
+                  st.lists(st.integers(0, P - 1), min_size=1, max_size=12).map(tuple)),
+        st.tuples(st.just(0), st.just(0), st.just(0), st.just(()))), max_size=2),
 )
 
 
@@ -246,6 +250,7 @@ def test_codec_roundtrip(m):
     back = decode_message(data)
     assert encode_message(back) == data
     assert back.splits == m.splits and back.facts == m.facts and back.want_ids == m.want_ids
+    assert back.moments == m.moments
     assert back.counts == m.counts and back.want_keys == m.want_keys and back.ids == m.ids
     assert back.want_idx == m.want_idx and back.root == m.root
     assert back.ack_facts == m.ack_facts and back.acks == m.acks
@@ -302,6 +307,37 @@ def test_codec_rejects_noncanonical_and_oversize():
         decode_message(b"\x03\x00\x09\x00\x03\xe1")
     with pytest.raises(ProtocolError):  # truncated fingerprint split
         decode_message(b"\x03\x00\x0a\x00\x01\x01" + bytes(8))
+    for nm in (0, 13):  # moments: 1..12 power sums
+        with pytest.raises(ProtocolError):
+            decode_message(b"\x03\x00\x0d\x00" + bytes((nm,)) + b"\x01" + bytes(16 * nm))
+    with pytest.raises(ProtocolError):  # a power sum >= P
+        decode_message(b"\x03\x00\x0d\x00\x01\x01" + b"\xff" * 16)
+    with pytest.raises(ProtocolError):  # truncated
+        decode_message(b"\x03\x00\x0d\x00\x02\x01" + bytes(16))
+    with pytest.raises(ProtocolError):  # power sums count as cells
+        decode_message(b"\x03\x00" + b"\x0d\x00\x0c\x00" * 3, Limits(max_cells=30))
+    assert decode_message(b"\x03\x00\x0d\x00\x0c\x00").moments == [(0, 0, 0, ())]
+
+
+def test_moments_decode_a_small_cluster_and_lying_moments_fail_safe():
+    from aura_core.journal.reconcile import decode_moments
+    rng = random.Random(5)
+    for t in range(1, 10):
+        xs = [rng.randrange(1, P) for _ in range(rng.randrange(t + 1))]
+        ys = [rng.randrange(1, P) for _ in range(t - len(xs))]
+        d = [(sum(pow(x, k, P) for x in xs) - sum(pow(y, k, P) for y in ys)) % P for k in range(1, 11)]
+        got = decode_moments(len(xs) - len(ys), d)
+        assert got is not None and sorted(got[0]) == sorted(xs) and sorted(got[1]) == sorted(ys)
+        assert decode_moments(len(xs) - len(ys), d[:t]) is None or t == 0  # needs t + 1 sums
+    # a responder fed random power sums for a range never pushes what the peer holds wrongly:
+    # it either decodes nothing (and narrows) or names keys it must find in its own range
+    b = store_with(range(300))
+    r = SyncSession(b.view(CTX), "A", initiator=False)
+    r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=300, total=1,
+                                         moments=[(0, 0, 299, tuple(rng.randrange(P) for _ in range(10)))])))
+    assert not r.failed
+    out = [decode_message(x) for x in r.data_to_send()]
+    assert out and not any(x.facts for x in out)  # nothing decoded from lies: the range is narrowed
 
 
 def test_root_counts_size_the_first_split():

@@ -24,7 +24,12 @@ quadratic or a cubic over GF(P)).  Then:
                                       COUNTS, or the fraction of unequal siblings).
 
 A difference that stays *clustered* (alone among its siblings, or in one root child by the
-COUNTS) is chased with fingerprint splits (count + 8 bytes per child) wide enough that the
+COUNTS) in a range of at most MOMENTS_RANGE facts, with a count difference below MOMENTS_M, is
+sent as that range's power sums Σ key^1..Σ key^10 (MOMENTS, 160 bytes): the peer decodes up to
+nine differences there at once (:func:`decode_moments`: the difference is the reduced fraction
+Π(1 - x t) / Π(1 - y t), a Padé approximant of exp(-Σ p_j t^j / j)).  Unless the count
+difference says the cluster fits (3..9, one-sided-looking), it is also chased with fingerprint
+splits (count + 8 bytes per child) wide enough that the
 cluster's child can be listed next; at the root, the COUNTS' child is chased in the first reply
 while the other root children get fingerprints.  A wrong guess costs one more step for that
 range, never a wrong result: every fact is checked by its hash on receipt and the journals'
@@ -80,6 +85,10 @@ TAG_SPLIT_FP: Final = 10   # a split with 8-byte fingerprints instead of moments
 FP_MASK: Final = (1 << 64) - 1
 TAG_FACTS_ACK: Final = 11  # facts whose receipt the sender asks to be acknowledged (seed 002 §9.2)
 TAG_ACKS: Final = 12       # fact hashes we received with an ack request, now persisted
+TAG_MOMENTS: Final = 13    # count and power sums Σkey^1..Σkey^m of one range (a small cluster)
+MOMENTS_M = 10             # power sums we send: decode up to 9 differences in the range
+MAX_MOMENTS: Final = 12    # most power sums a peer may send per range (bounds our work)
+MOMENTS_RANGE = 1 << 17    # we send moments only for ranges holding at most this many facts
 ID_BYTES: Final = 8
 IDLIST_MAX = 64            # a range this small (either side) is listed, not split
 CLUSTER_EXTRA_BITS = 2     # extra fan-out bits for a difference found clustered
@@ -290,6 +299,92 @@ def decode_root(dc: int, d1: int, d2: int, d3: int) -> tuple[list[int], list[int
     return got if _power_sums_match(*got, d) else None
 
 
+def _pdivexact(f: list[int], g: list[int]) -> list[int]:
+    """f / g for a monic divisor g of f."""
+    f = list(f)
+    q = [0] * (len(f) - len(g) + 1)
+    for s in range(len(q) - 1, -1, -1):
+        c = q[s] = f[s + len(g) - 1]
+        for i in range(len(g)):
+            f[s + i] = (f[s + i] - c * g[i]) % P
+    return q
+
+
+def _split_roots(f: list[int], depth: int = 0) -> list[int] | None:
+    """Roots of a monic f known to be a product of distinct linear factors."""
+    n = len(f) - 1
+    if n == 0:
+        return []
+    if n == 1:
+        return [-f[0] % P]
+    if n == 2:
+        return _quad_roots(f[1], f[0])
+    for delta in range(depth * 64, depth * 64 + 64):
+        h = _ppow_x(delta, (P - 1) // 2, f) or [0]
+        h[0] = (h[0] - 1) % P
+        g = _pgcd(f, h)
+        if 1 < len(g) < len(f):
+            a, b = _split_roots(g, depth + 1), _split_roots(_pdivexact(f, g), depth + 1)
+            return None if a is None or b is None else a + b
+    return None
+
+
+def poly_roots(f: list[int]) -> list[int] | None:
+    """The distinct roots in GF(P) of monic f (lowest coefficient first), if it splits so."""
+    if len(f) > 2:
+        xp = _ppow_x(0, P, f)
+        xp = xp + [0] * (2 - len(xp))
+        xp[1] = (xp[1] - 1) % P
+        if _trim(xp):  # f does not divide z^P - z
+            return None
+    return _split_roots([x % P for x in f])
+
+
+def decode_moments(dc: int, d: list[int]) -> tuple[list[int], list[int]] | None:
+    """Keys (ours, theirs) of a difference of at most len(d) - 1 facts from len(d) power sums.
+
+    ``d[j-1]`` = our Σ key^j - theirs (mod P).  With S(t) = exp(-Σ d_j t^j / j) (Newton's
+    identities), the difference is the reduced fraction N(t)/D(t) = Π(1 - x t)/Π(1 - y t):
+    for each total t = |dc|, |dc| + 2, ... < len(d) (a = (t + dc)/2 ours, b = (t - dc)/2
+    theirs), D is solved from the coefficients a+1..a+b of S·D = N, and the remaining
+    coefficients up to len(d) must vanish (the check).  The smallest such t is the true one.
+    """
+    m = len(d)
+    c = [1] + [0] * m
+    for k in range(1, m + 1):
+        c[k] = -sum(d[i - 1] * c[k - i] for i in range(1, k + 1)) * pow(k, P - 2, P) % P
+    for t in range(max(abs(dc), 1 if dc else 2), m, 2):
+        a, b = (t + dc) // 2, (t - dc) // 2
+        # b equations in d_1..d_b: c_k + Σ d_i c_{k-i} = 0, k = a+1..a+b (Gaussian elimination)
+        rows = [[c[k - i] if k - i >= 0 else 0 for i in range(1, b + 1)] + [-c[k] % P]
+                for k in range(a + 1, a + b + 1)]
+        ok = True
+        for col in range(b):
+            piv = next((r for r in range(col, b) if rows[r][col]), None)
+            if piv is None:
+                ok = False
+                break
+            rows[col], rows[piv] = rows[piv], rows[col]
+            inv = pow(rows[col][col], P - 2, P)
+            rows[col] = [x * inv % P for x in rows[col]]
+            for r in range(b):
+                if r != col and rows[r][col]:
+                    f = rows[r][col]
+                    rows[r] = [(x - f * y) % P for x, y in zip(rows[r], rows[col])]
+        if not ok:
+            continue
+        den = [1] + [rows[i][b] for i in range(b)]
+        num = [sum(den[i] * c[k - i] for i in range(min(k, b) + 1)) % P for k in range(m + 1)]
+        if any(num[a + 1:]) or (a and not num[a]) or (b and not den[b]):
+            continue
+        ours = poly_roots(num[a::-1])   # z^a + N1 z^(a-1) + ... + N_a, lowest first
+        theirs = poly_roots(den[::-1])
+        if ours is None or theirs is None or len(set(ours) | set(theirs)) != t:
+            return None
+        return ours, theirs
+    return None
+
+
 # -- snapshot of one side's hashes ---------------------------------------------------------
 
 class SortedIds:
@@ -359,6 +454,18 @@ class SortedIds:
         a1, a2 = self.moments(i)
         b1, b2 = self.moments(j)
         return j - i, (b1 - a1) % P, (b2 - a2) % P
+
+    def power_sums(self, i: int, j: int, m: int) -> list[int]:
+        """Σ key^1 .. Σ key^m (mod P) over positions [i, j): O((j - i) m)."""
+        sums = [0] * m
+        fb, blob = int.from_bytes, self.blob
+        for o in range(i * 32, j * 32, 32):
+            e = (fb(blob[o:o + 16], "big") >> 1) % P
+            x = 1
+            for q in range(m):
+                x = x * e % P
+                sums[q] += x
+        return [v % P for v in sums]
 
     def cells(self, k: int, p: int, b: int) -> tuple[list[int], list[tuple[int, int, int]]]:
         """Positions and cells (count, Σ key, Σ key^2) of the 2^b children of range (k, p).
@@ -448,11 +555,12 @@ class SyncMessage:
     root: tuple[int, int, int] | None = None  # the initiator's (Σ key, Σ key^2, Σ key^3), whole set
     ids: list[tuple[int, int, bytes]] = field(default_factory=list)       # (k, p, n * 8 bytes)
     want_idx: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (k, p, n, bitmap)
+    moments: list[tuple[int, int, int, tuple[int, ...]]] = field(default_factory=list)  # (k, p, count, sums)
 
     @property
     def has_requests(self) -> bool:
         return bool(self.splits or self.want_ids or self.want_keys or self.want_ranges
-                    or self.ids or self.want_idx)
+                    or self.ids or self.want_idx or self.moments)
 
     @property
     def is_empty(self) -> bool:
@@ -483,6 +591,13 @@ def encode_message(m: SyncMessage) -> bytes:
         out.append(TAG_COUNTS)
         out.append(len(m.counts).bit_length() - 1)
         out += m.counts
+    for k, p, count, sums in m.moments:
+        out.append(TAG_MOMENTS)
+        _range(k, p, out)
+        out.append(len(sums) or 1)  # an empty range states no sums (but m >= 1)
+        _varint(count, out)
+        if count:
+            out += b"".join(x.to_bytes(16, "big") for x in sums)
     for s in m.splits:
         out.append(TAG_SPLIT_FP if s.fp else TAG_SPLIT)
         _range(s.k, s.p, out)
@@ -674,6 +789,14 @@ def decode_message(data: bytes, limits: Limits = Limits()) -> SyncMessage:
             if n % 8 and bitmap[-1] & ((1 << (8 - n % 8)) - 1):
                 raise r.fail("bitmap padding")
             m.want_idx.append((k, p, n, bitmap))
+        elif tag == TAG_MOMENTS:
+            k, p = r.range()
+            nm = r.u8()
+            cells += nm
+            if not 1 <= nm <= MAX_MOMENTS or cells > limits.max_cells:
+                raise r.fail("bad moments")
+            count = r.varint()
+            m.moments.append((k, p, count, tuple(r.elem() for _ in range(nm)) if count else ()))
         else:
             raise r.fail("unknown section")
     return m
@@ -703,6 +826,7 @@ class Reconciler:
         self.want_ranges: list[tuple[int, int]] = []
         self.ids_out: deque[tuple[int, int, bytes]] = deque()
         self.want_idx: list[tuple[int, int, int, bytes]] = []
+        self.moments_out: list[tuple[int, int, int, tuple[int, ...]]] = []
         self._split: set[tuple[int, int]] = set()  # ranges we sent cells for (once is enough)
         self.id_key = b""        # keys the 8-byte ids of IDS lists (set_id_key, once digests are known)
         self._work = 0
@@ -713,7 +837,8 @@ class Reconciler:
     # ---- analysis of what the peer sent ----
     def pending(self) -> int:
         return (len(self.push_ids) + len(self.push_ranges) + len(self.splits) + len(self.want_ids)
-                + len(self.want_keys) + len(self.want_ranges) + len(self.ids_out) + len(self.want_idx))
+                + len(self.want_keys) + len(self.want_ranges) + len(self.ids_out) + len(self.want_idx)
+                + len(self.moments_out))
 
     def set_id_key(self, initiator_total: int, responder_total: int) -> None:
         """Key the IDS ids by both digests, so nobody can grind colliding ids in advance."""
@@ -757,8 +882,14 @@ class Reconciler:
             if (oc, o1, o2, self.ids.s3) != root and not self._resolve_root(m.counts, root):
                 self._narrow_root(m.counts, oc, tc)
         nested = {(sp.k, sp.p) for sp in m.splits}
+        resolved = set()
+        for k, p, count, sums in m.moments:
+            if self._process_moments(k, p, count, sums, (k, p) in nested):
+                resolved.add((k, p))
+        nested |= {(k, p) for k, p, _, _ in m.moments}  # compared there, not in a parent split
         for sp in m.splits:
-            self._process_split(sp, nested)
+            if (sp.k, sp.p) not in resolved:
+                self._process_split(sp, nested)
         for k, h in m.want_ids:
             if self.ids.contains(h):
                 self.push_ids.append(h)
@@ -869,6 +1000,30 @@ class Reconciler:
         delta = ((j - i - counts[child] + 128) & 0xFF) - 128
         self._narrow(b0, child, i, j, j - i, j - i - delta, est, True)
 
+    def _process_moments(self, k: int, p: int, tc: int, sums: tuple[int, ...], split: bool) -> bool:
+        """Compare a peer's power sums of a range: settled (True), or narrowed unless ``split``
+        (the same message also splits the range: that split is the fallback)."""
+        i, j = self._range_pos(k, p)
+        oc = j - i
+        self._charge(len(sums) + (j - i) * len(sums) // 8)
+        if tc and oc and oc <= 2 * MOMENTS_RANGE:
+            ours = self.ids.power_sums(i, j, len(sums))
+            if oc == tc and tuple(ours) == sums:
+                return True
+            got = decode_moments(oc - tc, [(o - t) % P for o, t in zip(ours, sums)])
+            if got is not None:
+                found = [self._find(i, j, x) for x in got[0]]
+                if all(h is not None for h in found):
+                    self.push_ids.extend(h for h in found if h is not None)
+                    self.want_keys.extend((k, p, y) for y in got[1])
+                    return True
+        elif not tc or not oc:
+            cell = (oc, 0, 0)
+            return self._resolve(k, p, i, j, cell, (tc, 0, 0)) if oc != tc else True
+        if not split:
+            self._narrow(k, p, i, j, oc, tc, float(max(abs(oc - tc), len(sums))), True)
+        return False
+
     def _process_split(self, sp: Split, nested: set[tuple[int, int]] = set()) -> None:
         kc = sp.k + sp.b
         base = sp.p << sp.b
@@ -931,6 +1086,17 @@ class Reconciler:
         # a clustered difference (alone among its siblings) is chased with extra fan-out, up to
         # children small enough to be listed next time
         size = max(oc, tc) if clustered else 0
+        if clustered and IDLIST_MAX < oc <= MOMENTS_RANGE and abs(dc) < MOMENTS_M \
+                and (k, p) not in self._split:
+            # a small cluster in a big range: our power sums let the peer decode up to
+            # MOMENTS_M - 1 differences at once; a one-sided cluster (|dc| = its size) that fits
+            # needs nothing else, any other is also chased in case it is bigger
+            self._split.add((k, p))
+            self._charge(oc * MOMENTS_M // 8)
+            self.moments_out.append((k, p, oc, tuple(self.ids.power_sums(i, j, MOMENTS_M))))
+            if 3 <= abs(dc) < MOMENTS_M:
+                return
+            self._split.discard((k, p))  # and the chase below, should the cluster be bigger
         if abs(dc) >= max(3.0, est):  # the count difference is a solid estimate
             self._queue_split(k, p, abs(dc), COUNTED_FACTOR, size)
         else:
@@ -978,6 +1144,11 @@ class Reconciler:
             cells += len(sp.cells)
             budget -= 3 + (11 if sp.fp else 35) * len(sp.cells)
             m.splits.append(sp)
+        while self.moments_out and cells + MAX_MOMENTS <= lim.max_cells:
+            mo = self.moments_out.pop(0)
+            cells += len(mo[3])
+            budget -= 8 + 16 * len(mo[3])
+            m.moments.append(mo)
         while self.ids_out and cells + len(self.ids_out[0][2]) // ID_BYTES <= lim.max_cells:
             k, p, blob = self.ids_out.popleft()
             cells += len(blob) // ID_BYTES
@@ -1029,5 +1200,5 @@ class Reconciler:
                 break
         self.pushed += len(m.facts)
         if self.push_ids or self.push_ranges or self.splits or self.want_ids or self.want_keys \
-                or self.want_ranges or self.ids_out or self.want_idx:
+                or self.want_ranges or self.ids_out or self.want_idx or self.moments_out:
             m.flags |= FLAG_MORE
