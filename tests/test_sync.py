@@ -238,7 +238,7 @@ messages = st.builds(
     counts=st.sampled_from([b"", bytes(2), bytes(range(32)), b"\xff" * 4]),
     moments=st.lists(st.one_of(
         st.tuples(st.just(5), st.integers(0, 31), st.integers(1, 10**6),
-                  st.lists(st.integers(0, P - 1), min_size=1, max_size=12).map(tuple)),
+                  st.lists(st.integers(0, P - 1), min_size=1, max_size=16).map(tuple)),
         st.tuples(st.just(0), st.just(0), st.just(0), st.just(()))), max_size=2),
 )
 
@@ -307,7 +307,7 @@ def test_codec_rejects_noncanonical_and_oversize():
         decode_message(b"\x03\x00\x09\x00\x03\xe1")
     with pytest.raises(ProtocolError):  # truncated fingerprint split
         decode_message(b"\x03\x00\x0a\x00\x01\x01" + bytes(8))
-    for nm in (0, 13):  # moments: 1..12 power sums
+    for nm in (0, 17):  # moments: 1..16 power sums
         with pytest.raises(ProtocolError):
             decode_message(b"\x03\x00\x0d\x00" + bytes((nm,)) + b"\x01" + bytes(16 * nm))
     with pytest.raises(ProtocolError):  # a power sum >= P
@@ -322,10 +322,10 @@ def test_codec_rejects_noncanonical_and_oversize():
 def test_moments_decode_a_small_cluster_and_lying_moments_fail_safe():
     from aura_core.journal.reconcile import decode_moments
     rng = random.Random(5)
-    for t in range(1, 10):
+    for t in range(1, 12):
         xs = [rng.randrange(1, P) for _ in range(rng.randrange(t + 1))]
         ys = [rng.randrange(1, P) for _ in range(t - len(xs))]
-        d = [(sum(pow(x, k, P) for x in xs) - sum(pow(y, k, P) for y in ys)) % P for k in range(1, 11)]
+        d = [(sum(pow(x, k, P) for x in xs) - sum(pow(y, k, P) for y in ys)) % P for k in range(1, 13)]
         got = decode_moments(len(xs) - len(ys), d)
         assert got is not None and sorted(got[0]) == sorted(xs) and sorted(got[1]) == sorted(ys)
         assert decode_moments(len(xs) - len(ys), d[:t]) is None or t == 0  # needs t + 1 sums
@@ -334,7 +334,7 @@ def test_moments_decode_a_small_cluster_and_lying_moments_fail_safe():
     b = store_with(range(300))
     r = SyncSession(b.view(CTX), "A", initiator=False)
     r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=300, total=1,
-                                         moments=[(0, 0, 299, tuple(rng.randrange(P) for _ in range(10)))])))
+                                         moments=[(0, 0, 299, tuple(rng.randrange(P) for _ in range(12)))])))
     assert not r.failed
     out = [decode_message(x) for x in r.data_to_send()]
     assert out and not any(x.facts for x in out)  # nothing decoded from lies: the range is narrowed

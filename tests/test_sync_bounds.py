@@ -122,7 +122,7 @@ def session(universe, shape, d, seed):
 
 # overhead bound per differing fact: the goal (200 B) for every shape and size.  Small clusters
 # used to cost a fixed 1-1.8 KB to locate: now the root's third moment settles up to three
-# differences in the first reply, and a cluster of up to nine found in one range is settled from
+# differences in the first reply, and a cluster of up to eleven found in one range is settled from
 # that range's power sums (MOMENTS) instead of being chased down to id lists
 GOAL = 200.0
 

@@ -25,10 +25,10 @@ quadratic or a cubic over GF(P)).  Then:
 
 A difference that stays *clustered* (alone among its siblings, or in one root child by the
 COUNTS) in a range of at most MOMENTS_RANGE facts, with a count difference below MOMENTS_M, is
-sent as that range's power sums Σ key^1..Σ key^10 (MOMENTS, 160 bytes): the peer decodes up to
-nine differences there at once (:func:`decode_moments`: the difference is the reduced fraction
+sent as that range's power sums Σ key^1..Σ key^12 (MOMENTS, 192 bytes): the peer decodes up to
+eleven differences there at once (:func:`decode_moments`: the difference is the reduced fraction
 Π(1 - x t) / Π(1 - y t), a Padé approximant of exp(-Σ p_j t^j / j)).  Unless the count
-difference says the cluster fits (3..9, one-sided-looking), it is also chased with fingerprint
+difference says the cluster fits (3..11, one-sided-looking), it is also chased with fingerprint
 splits (count + 8 bytes per child) wide enough that the
 cluster's child can be listed next; at the root, the COUNTS' child is chased in the first reply
 while the other root children get fingerprints.  A wrong guess costs one more step for that
@@ -86,8 +86,8 @@ FP_MASK: Final = (1 << 64) - 1
 TAG_FACTS_ACK: Final = 11  # facts whose receipt the sender asks to be acknowledged (seed 002 §9.2)
 TAG_ACKS: Final = 12       # fact hashes we received with an ack request, now persisted
 TAG_MOMENTS: Final = 13    # count and power sums Σkey^1..Σkey^m of one range (a small cluster)
-MOMENTS_M = 10             # power sums we send: decode up to 9 differences in the range
-MAX_MOMENTS: Final = 12    # most power sums a peer may send per range (bounds our work)
+MOMENTS_M = 12             # power sums we send: decode up to 11 differences in the range
+MAX_MOMENTS: Final = 16    # most power sums a peer may send per range (bounds our work)
 MOMENTS_RANGE = 1 << 17    # we send moments only for ranges holding at most this many facts
 ID_BYTES: Final = 8
 IDLIST_MAX = 64            # a range this small (either side) is listed, not split
@@ -827,6 +827,7 @@ class Reconciler:
         self.ids_out: deque[tuple[int, int, bytes]] = deque()
         self.want_idx: list[tuple[int, int, int, bytes]] = []
         self.moments_out: list[tuple[int, int, int, tuple[int, ...]]] = []
+        self._big: set[tuple[int, int]] = set()  # ranges whose moments did not decode
         self._split: set[tuple[int, int]] = set()  # ranges we sent cells for (once is enough)
         self.id_key = b""        # keys the 8-byte ids of IDS lists (set_id_key, once digests are known)
         self._work = 0
@@ -1020,6 +1021,7 @@ class Reconciler:
         elif not tc or not oc:
             cell = (oc, 0, 0)
             return self._resolve(k, p, i, j, cell, (tc, 0, 0)) if oc != tc else True
+        self._big.add((k, p))  # too many differences: no moments for its subranges either
         if not split:
             self._narrow(k, p, i, j, oc, tc, float(max(abs(oc - tc), len(sums))), True)
         return False
@@ -1087,7 +1089,8 @@ class Reconciler:
         # children small enough to be listed next time
         size = max(oc, tc) if clustered else 0
         if clustered and IDLIST_MAX < oc <= MOMENTS_RANGE and abs(dc) < MOMENTS_M \
-                and (k, p) not in self._split:
+                and (k, p) not in self._split \
+                and not any(k >= kb and p >> (k - kb) == pb for kb, pb in self._big):
             # a small cluster in a big range: our power sums let the peer decode up to
             # MOMENTS_M - 1 differences at once; a one-sided cluster (|dc| = its size) that fits
             # needs nothing else, any other is also chased in case it is bigger
