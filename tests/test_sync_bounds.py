@@ -9,66 +9,18 @@ seed, so a failure is reproducible.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import random
 
 import pytest
 
 from aura_core import dagcbor
-from aura_core.journal import JournalDigest
-from aura_core.journal.reconcile import SortedIds
-from aura_core.journal.store import MergeResult
 from aura_core.journal.sync import SyncSession
+from bench.sync_report import MemJournal, exclusives  # the report's in-memory journal and shapes
 
 CTX = bytes(range(16))
 N = 20_000
 SEEDS = (1, 2, 3)
-
-
-class MemJournal:
-    def __init__(self, pairs):
-        self.ctx = CTX
-        self.keys = [h for h, _ in pairs]
-        self.bodies = dict(pairs)
-        self._digest = JournalDigest.of(self.keys)
-        self._ids = None
-
-    def digest(self):
-        return self._digest
-
-    def sorted_ids(self):
-        if self._ids is None:
-            self._ids = SortedIds(b"".join(self.keys))
-        return self._ids
-
-    def get_many(self, hashes):
-        return {h: self.bodies[h] for h in hashes if h in self.bodies}
-
-    def facts_in_range(self, lo, hi, limit):
-        i = bisect.bisect_left(self.keys, lo)
-        j = len(self.keys) if hi is None else bisect.bisect_left(self.keys, hi)
-        return [(h, self.bodies[h]) for h in self.keys[i:min(j, i + limit)]]
-
-    def ack_tracked_among(self, hashes):
-        return set()
-
-    def record_ack(self, h, peer, acked_at):
-        pass
-
-    def merge(self, bodies):
-        res = MergeResult()
-        for b in bodies:
-            h = hashlib.sha256(b).digest()
-            if h in self.bodies:
-                res.duplicates += 1
-                continue
-            self.bodies[h] = b
-            bisect.insort(self.keys, h)
-            self._digest = self._digest.add(h)
-            res.inserted.append(h)
-        self._ids = None
-        return res
 
 
 @pytest.fixture(scope="module")
@@ -76,19 +28,6 @@ def universe():
     bodies = [dagcbor.encode({"kind": "descriptor", "n": i, "hint": "udp:192.0.2.1:4000"})
               for i in range(N)]
     return sorted((hashlib.sha256(b).digest(), b) for b in bodies)
-
-
-def exclusives(shape, n, d, rng):
-    if shape == "scattered":
-        return rng.sample(range(n), d), []
-    if shape == "ahead":
-        return [], rng.sample(range(n), d)
-    if shape == "diverged":
-        both = rng.sample(range(n), d)
-        return both[:d - d // 2], both[d - d // 2:]
-    start = rng.randrange(n - d)
-    run = list(range(start, start + d))
-    return (run, []) if shape == "clustered" else (run[0::2], run[1::2])
 
 
 def session(universe, shape, d, seed):
