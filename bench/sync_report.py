@@ -93,13 +93,17 @@ class MemJournal:
         return res
 
 
-def pump(ja, jb):
+def pump(ja, jb, max_rounds: int = 10_000):
+    """Run one session between two journals in memory; (initiator, responder, frames, seconds).
+
+    Bounded: a session still talking after ``max_rounds`` exchanges is a bug, not a slow case.
+    """
     t = time.perf_counter()
     sa = SyncSession(ja, "B", initiator=True)
     sb = SyncSession(jb, "A", initiator=False)
     sa.start()
     frames = 0
-    while True:
+    for _ in range(max_rounds):
         moved = False
         for d in sa.data_to_send():
             frames += 1
@@ -111,6 +115,8 @@ def pump(ja, jb):
             moved = True
         if not moved:
             break
+    else:
+        raise RuntimeError(f"sync did not finish within {max_rounds} exchanges")
     return sa, sb, frames, time.perf_counter() - t
 
 

@@ -15,8 +15,7 @@ import random
 import pytest
 
 from aura_core import dagcbor
-from aura_core.journal.sync import SyncSession
-from bench.sync_report import MemJournal, exclusives  # the report's in-memory journal and shapes
+from bench.sync_report import MemJournal, exclusives, pump  # the report's journal, shapes, pump
 
 CTX = bytes(range(16))
 N = 20_000
@@ -35,22 +34,7 @@ def session(universe, shape, d, seed):
     da, db = set(b_only), set(a_only)
     ja = MemJournal([u for i, u in enumerate(universe) if i not in da])
     jb = MemJournal([u for i, u in enumerate(universe) if i not in db])
-    sa = SyncSession(ja, "B", initiator=True)
-    sb = SyncSession(jb, "A", initiator=False)
-    sa.start()
-    frames = 0
-    for _ in range(1000):
-        moved = False
-        for m in sa.data_to_send():
-            frames += 1
-            sb.receive(m)
-            moved = True
-        for m in sb.data_to_send():
-            frames += 1
-            sa.receive(m)
-            moved = True
-        if not moved:
-            break
+    sa, sb, frames, _ = pump(ja, jb, max_rounds=1000)
     assert not sa.failed and not sb.failed
     assert ja.digest() == jb.digest() and ja.digest().count == len(universe)
     assert sa.stats.facts_pushed + sb.stats.facts_pushed == d  # nothing sent twice
