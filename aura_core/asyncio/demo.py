@@ -105,11 +105,6 @@ class Authority:
         return self.ledger.headroom(ctx, peer)
 
 
-def _short(x: object) -> str:
-    text = str(x)
-    return text if len(text) <= 24 else text[:22] + "…"
-
-
 async def _wait(pred, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while not pred():
