@@ -53,7 +53,7 @@ from ..hashing import Hash32
 from ..ids import AuthorityId, ContextId
 from ..keys import IdentityKey
 from ..relay import (
-    GAUGES, MsgType, ReceiptSigner, ReceiptWindows, RelayCore, WindowClose, chain_owner,
+    MsgType, ReceiptSigner, ReceiptWindows, RelayCore, WindowClose, chain_owner,
     decode_deliver, decode_welcome, encode_auth, encode_receipt, encode_send, parse_challenge,
 )
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
-import os
 import struct
 import subprocess
 import sys

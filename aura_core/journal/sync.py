@@ -27,7 +27,7 @@ import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from ..errors import AuraError, JournalError, ProtocolError, SyncError

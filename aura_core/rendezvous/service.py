@@ -63,10 +63,8 @@ from ..errors import (
     DecodeError,
     DescriptorError,
     HandshakeError,
-    InvalidValue,
     ProtocolError,
     UsageError,
-    VersionError,
 )
 from ..hashing import ContextKey
 from ..ids import AuthorityId, ContextId
