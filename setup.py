@@ -7,6 +7,9 @@ Switches (environment):
   AURA_DEBUG=1          -O0 -g, assertions on
   AURA_SANITIZE=1       AddressSanitizer + UndefinedBehaviorSanitizer (implies -O1 -g); run Python
                         with LD_PRELOAD="$(gcc -print-file-name=libasan.so)" (see .ci/run)
+  AURA_FUZZ=1           clang with AddressSanitizer + libFuzzer coverage (-fsanitize=fuzzer-no-link)
+                        for coverage-guided atheris runs; the runtimes are not linked in: run
+                        Python with LD_PRELOAD="<atheris.path()>/asan_with_fuzzer.so" (see .ci/run)
   AURA_SYSTEM_SODIUM=1  prefer a system libsodium found by pkg-config over PyNaCl's copy
 """
 
@@ -30,7 +33,13 @@ def compile_args() -> tuple[list[str], list[str], list[tuple[str, str | None]]]:
               "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
     ldflags: list[str] = ["-ldl"]
     macros: list[tuple[str, str | None]] = []
-    if flag("AURA_SANITIZE"):
+    if flag("AURA_FUZZ"):
+        # Compile-only flags: atheris' preloaded runtime supplies ASan and the coverage hooks,
+        # and clang's static ASan archive is not needed (nor always installed) for a .so.
+        os.environ.setdefault("CC", "clang")
+        os.environ.setdefault("LDSHARED", "clang -shared")
+        cflags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,fuzzer-no-link"]
+    elif flag("AURA_SANITIZE"):
         san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                "-fno-omit-frame-pointer"]
         cflags += ["-O1", "-g"] + san

@@ -375,7 +375,7 @@ def test_fuzz_target_over_seed_corpus_and_random_bytes():
 
     from tests.fuzz import fuzz_dagcbor as fz
 
-    seeds = fz.seed_corpus()
+    seeds = fz.seeds()
     rng = random.Random(1234)
     mutated = []
     for s in seeds:

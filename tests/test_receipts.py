@@ -427,9 +427,9 @@ def test_fuzz_target_over_seed_corpus_and_random_bytes() -> None:
     from tests.fuzz import fuzz_receipt
 
     rnd = random.Random(1234)
-    corpus = fuzz_receipt.seed_corpus()
+    corpus = fuzz_receipt.seeds()
     corpus += [rnd.randbytes(rnd.choice([1, 2, 201, 401, 600])) for _ in range(40)]
-    for base in fuzz_receipt.seed_corpus()[:3]:
+    for base in fuzz_receipt.seeds()[:3]:
         for _ in range(15):
             b = bytearray(base)
             b[rnd.randrange(1, len(b))] ^= 1 << rnd.randrange(8)

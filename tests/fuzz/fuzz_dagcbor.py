@@ -57,7 +57,7 @@ def run_corpus(items: Iterable[bytes]) -> int:
     return n
 
 
-def seed_corpus() -> list[bytes]:
+def seeds() -> list[bytes]:
     """Valid encodings of varied shapes plus the negative vectors' blocks."""
     import json
     from importlib import resources

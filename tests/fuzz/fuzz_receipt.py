@@ -84,7 +84,7 @@ def run_corpus(items: Iterable[bytes]) -> int:
     return n
 
 
-def seed_corpus() -> list[bytes]:
+def seeds() -> list[bytes]:
     """Valid chains (with and without flags) and simple mutations of them."""
     ctx = ContextId(bytes(range(16)))
     dst = IdentityKey.from_seed(bytes([0xA5]) * 32).authority_id
