@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from .. import _reconcile
 from ..errors import ProtocolError
 
 __all__ = [
@@ -88,7 +89,7 @@ TAG_ACKS: Final = 12       # fact hashes we received with an ack request, now pe
 TAG_MOMENTS: Final = 13    # count and power sums Σkey^1..Σkey^m of one range (a small cluster)
 MOMENTS_M = 12             # power sums we send: decode up to 11 differences in the range
 MAX_MOMENTS: Final = 16    # most power sums a peer may send per range (bounds our work)
-MOMENTS_RANGE = 1 << 17    # we send moments only for ranges holding at most this many facts
+MOMENTS_RANGE = 1 << 24    # we send moments only for ranges holding at most this many facts
 ID_BYTES: Final = 8
 IDLIST_MAX = 64            # a range this small (either side) is listed, not split
 CLUSTER_EXTRA_BITS = 2     # extra fan-out bits for a difference found clustered
@@ -102,6 +103,7 @@ INV2: Final = (P + 1) // 2
 MAX_DEPTH: Final = 128     # ranges deeper than this are transferred whole (never reached honestly)
 MAX_FANOUT_BITS: Final = 16
 CHECKPOINT: Final = 64     # SortedIds keeps one prefix sum per 64 hashes
+WALK_PER_CHILD: Final = 256  # cells() walks a range (in C) up to this many hashes per child
 FANOUT_FACTOR = 1.5        # cells per estimated difference when a range is split
 COUNTED_FACTOR = 1.0       # ... when the estimate is a count difference rather than a guess
 ROOT_FACTOR = 1.0          # the same at the root (its cells hold the most facts, so cost most)
@@ -388,7 +390,11 @@ def decode_moments(dc: int, d: list[int]) -> tuple[list[int], list[int]] | None:
 # -- snapshot of one side's hashes ---------------------------------------------------------
 
 class SortedIds:
-    """Sorted 32-byte hashes in one bytes object plus prefix moments every CHECKPOINT entries."""
+    """Sorted 32-byte hashes in one bytes object plus prefix moments every CHECKPOINT entries.
+
+    The scans over the hashes (prefix moments, power sums of a run, child cells) run in C
+    (:mod:`aura_core._reconcile`, GIL released); lookups stay here.
+    """
 
     __slots__ = ("blob", "n", "_p1", "_p2", "s3")
 
@@ -397,24 +403,8 @@ class SortedIds:
             raise ValueError("hash blob is a multiple of 32 bytes")
         self.blob = blob
         self.n = len(blob) // 32
-        p1, p2 = [0], [0]
-        a1 = a2 = a3 = 0
-        fb = int.from_bytes
-        for c in range(0, self.n, CHECKPOINT):
-            chunk = blob[c * 32:(c + CHECKPOINT) * 32]
-            for o in range(0, len(chunk), 32):
-                e = (fb(chunk[o:o + 16], "big") >> 1) % P
-                e2 = e * e
-                a1 += e
-                a2 += e2
-                a3 += e2 * e
-            a1 %= P
-            a2 %= P
-            a3 %= P
-            p1.append(a1)
-            p2.append(a2)
-        self._p1, self._p2 = p1, p2
-        self.s3 = a3  # Σ key^3 of the whole set (only the root carries a third moment)
+        # s3: Σ key^3 of the whole set (only the root carries a third moment)
+        self._p1, self._p2, self.s3 = _reconcile.prefix_moments(blob, CHECKPOINT)
 
     @classmethod
     def of(cls, hashes: list[bytes]) -> SortedIds:
@@ -442,12 +432,10 @@ class SortedIds:
         """(Σ key, Σ key^2) mod P over positions [0, i)."""
         c = i // CHECKPOINT
         a1, a2 = self._p1[c], self._p2[c]
-        fb, blob = int.from_bytes, self.blob
-        for o in range(c * CHECKPOINT * 32, i * 32, 32):
-            e = (fb(blob[o:o + 16], "big") >> 1) % P
-            a1 += e
-            a2 += e * e
-        return a1 % P, a2 % P
+        if i > c * CHECKPOINT:
+            r1, r2 = _reconcile.power_sums(self.blob, c * CHECKPOINT, i, 2)
+            return (a1 + r1) % P, (a2 + r2) % P
+        return a1, a2
 
     def cell(self, i: int, j: int) -> tuple[int, int, int]:
         """(count, Σ key, Σ key^2) over positions [i, j)."""
@@ -456,42 +444,26 @@ class SortedIds:
         return j - i, (b1 - a1) % P, (b2 - a2) % P
 
     def power_sums(self, i: int, j: int, m: int) -> list[int]:
-        """Σ key^1 .. Σ key^m (mod P) over positions [i, j): O((j - i) m)."""
-        sums = [0] * m
-        fb, blob = int.from_bytes, self.blob
-        for o in range(i * 32, j * 32, 32):
-            e = (fb(blob[o:o + 16], "big") >> 1) % P
-            x = 1
-            for q in range(m):
-                x = x * e % P
-                sums[q] += x
-        return [v % P for v in sums]
+        """Σ key^1 .. Σ key^m (mod P) over positions [i, j): O((j - i) m), in C."""
+        return _reconcile.power_sums(self.blob, i, j, m)
 
     def cells(self, k: int, p: int, b: int) -> tuple[list[int], list[tuple[int, int, int]]]:
         """Positions and cells (count, Σ key, Σ key^2) of the 2^b children of range (k, p).
 
         Returns ``(starts, cells)``: child c holds positions [starts[c], starts[c+1]).
-        Costs O(r + 2^b) for r hashes in the range: a walk over the hashes when they are few
-        per child, prefix moments at the child boundaries otherwise.
+        Costs O(r + 2^b) for r hashes in the range: one C walk over the hashes when they are
+        few per child, prefix moments at the child boundaries otherwise.
         """
         m = 1 << b
         lo, hi = range_bounds(k, p)
         i0, i1 = self.index(lo), self.index(hi)
-        shift = BITS - k - b
-        if i1 - i0 <= 32 * m:
-            counts, s1, s2 = [0] * m, [0] * m, [0] * m
-            blob, fb = self.blob, int.from_bytes
-            for o in range(i0 * 32, i1 * 32, 32):
-                v = fb(blob[o:o + 32], "big")
-                c = (v - lo) >> shift
-                e = (v >> KEY_SHIFT) % P
-                counts[c] += 1
-                s1[c] += e
-                s2[c] += e * e
+        if i1 - i0 <= WALK_PER_CHILD * m:
+            cells = _reconcile.cells(self.blob, i0, i1, k, b)
             starts = [i0]
-            for c in counts:
-                starts.append(starts[-1] + c)
-            return starts, [(counts[c], s1[c] % P, s2[c] % P) for c in range(m)]
+            for c in cells:
+                starts.append(starts[-1] + c[0])
+            return starts, cells
+        shift = BITS - k - b
         starts = [i0]
         for c in range(1, m):
             starts.append(self.index(lo + (c << shift), starts[-1], i1))
@@ -514,6 +486,11 @@ class SortedIds:
             if key_of(int.from_bytes(h, "big")) == key:
                 return h
         return None
+
+
+def _within(k: int, p: int, ka: int, pa: int) -> bool:
+    """Range (k, p) lies inside range (ka, pa)."""
+    return k >= ka and p >> (k - ka) == pa
 
 
 def range_bounds(k: int, p: int) -> tuple[int, int]:
@@ -828,6 +805,7 @@ class Reconciler:
         self.want_idx: list[tuple[int, int, int, bytes]] = []
         self.moments_out: list[tuple[int, int, int, tuple[int, ...]]] = []
         self._big: set[tuple[int, int]] = set()  # ranges whose moments did not decode
+        self._mom_sent: set[tuple[int, int]] = set()  # ranges we sent power sums for
         self._split: set[tuple[int, int]] = set()  # ranges we sent cells for (once is enough)
         self.id_key = b""        # keys the 8-byte ids of IDS lists (set_id_key, once digests are known)
         self._work = 0
@@ -1027,6 +1005,8 @@ class Reconciler:
         return False
 
     def _process_split(self, sp: Split, nested: set[tuple[int, int]] = set()) -> None:
+        # the peer splits inside a range we sent power sums for: they did not decode there
+        self._big.update(r for r in self._mom_sent if _within(sp.k, sp.p, *r))
         kc = sp.k + sp.b
         base = sp.p << sp.b
         self._charge(len(sp.cells))
@@ -1090,11 +1070,12 @@ class Reconciler:
         size = max(oc, tc) if clustered else 0
         if clustered and IDLIST_MAX < oc <= MOMENTS_RANGE and abs(dc) < MOMENTS_M \
                 and (k, p) not in self._split \
-                and not any(k >= kb and p >> (k - kb) == pb for kb, pb in self._big):
+                and not any(_within(k, p, kb, pb) for kb, pb in self._big):
             # a small cluster in a big range: our power sums let the peer decode up to
             # MOMENTS_M - 1 differences at once; a one-sided cluster (|dc| = its size) that fits
             # needs nothing else, any other is also chased in case it is bigger
             self._split.add((k, p))
+            self._mom_sent.add((k, p))
             self._charge(oc * MOMENTS_M // 8)
             self.moments_out.append((k, p, oc, tuple(self.ids.power_sums(i, j, MOMENTS_M))))
             if 3 <= abs(dc) < MOMENTS_M:
