@@ -152,8 +152,9 @@ def _stop_all() -> None:
                 p.kill()
 
 
-def start_stack(kind: str, workers: int = 1, *extra: str) -> tuple[subprocess.Popen[str], int]:
-    """Start ``ours`` / ``limit`` (aura-core relay) or ``peer`` in a subprocess; (proc, port)."""
+def start_stack(kind: str, workers: int = 1, *extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``ours`` / ``limit`` (aura-core relay) or ``peer`` in a subprocess; (proc, the
+    ready line: ``port``, and ``metrics_port`` for the relay stacks)."""
     from ..capabilities import CapabilityIssuer
 
     if kind == "peer":
@@ -161,7 +162,8 @@ def start_stack(kind: str, workers: int = 1, *extra: str) -> tuple[subprocess.Po
     else:
         root = CapabilityIssuer(_ISSUER_SEED).public_key.hex()
         cmd = [sys.executable, "-m", "aura_core", "relay", "--port", "0", "--workers", str(workers),
-               "--biscuit-root", root, "--ephemeral-identity", "--log-level", "warning", *extra]
+               "--biscuit-root", root, "--ephemeral-identity", "--log-level", "warning",
+               "--metrics-port", "0", *extra]
         if kind == "limit":
             cmd.append("--no-guards")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -169,7 +171,7 @@ def start_stack(kind: str, workers: int = 1, *extra: str) -> tuple[subprocess.Po
     line = p.stdout.readline() if p.stdout else ""
     if not line:
         raise RuntimeError(f"{kind} relay did not start")
-    return p, int(json.loads(line)["port"])
+    return p, json.loads(line)
 
 
 class Harness:
@@ -183,8 +185,11 @@ class Harness:
 
         self.kind = kind
         self.proc: subprocess.Popen[str] | None = None
+        self.metrics_port: int | None = None
         if port is None:
-            self.proc, self.port = start_stack(kind, workers)
+            self.proc, info = start_stack(kind, workers)
+            self.port = int(info["port"])
+            self.metrics_port = info.get("metrics_port")
         else:
             self.port = port
         self.loop = asyncio.new_event_loop()
@@ -276,12 +281,55 @@ class Harness:
         asyncio.run_coroutine_threadsafe(go(), self.loop).result(seconds + 30)
         return sorted(x / 1e9 for x in self.latencies)
 
+    def relay_cpu_seconds(self) -> float:
+        """utime + stime of the relay's processes (the node and its workers; not this one)."""
+        assert self.proc is not None
+        return sum(_cpu_seconds(p) for p in _process_tree(self.proc.pid))
+
+    def metrics(self) -> dict[str, float]:
+        """The relay's Prometheus counters (summed over its workers)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return {name: float(value) for name, value in
+                (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a relay node's workers are its children)."""
+    import os
+
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (``/proc/<pid>/stat`` fields 14 and 15), in seconds."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces: skip past it
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _harnesses: dict[str, Harness] = {}
@@ -360,6 +408,66 @@ def interleaved_rates(rounds: int = 7, window: float = 0.3,
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
+def scaling(workers: tuple[int, ...] = (1, 2), rounds: int = 5, window: float = 1.0,
+            pairs: int = 32) -> dict[str, Any]:
+    """Capacity per core: the guarded stack with 1 and with 2 workers under the same load.
+
+    Both nodes stay up; windows alternate between them (the machine is shared).  Per node:
+    delivered frames/s (wall clock: on a 2-core machine the load generator needs a core too,
+    so this can hardly scale here), relay CPU seconds per million forwarded frames (utime +
+    stime of the node's processes, the load generator excluded: the figure that says whether
+    capacity grows with cores), and the share of frames that crossed the worker mesh.
+    """
+    import os
+    import statistics
+
+    hs = {w: Harness("ours", workers=w, pairs=pairs) for w in workers}
+    per: dict[int, dict[str, list[float]]] = {w: {"rate": [], "cpu_per_m": []} for w in workers}
+    frames_total = dict.fromkeys(workers, 0)
+    cpu_total = dict.fromkeys(workers, 0.0)
+    try:
+        for h in hs.values():
+            for _ in range(5):
+                h.push()
+        before = {w: h.metrics() for w, h in hs.items()}
+        load = os.getloadavg()[0]
+        for _ in range(rounds):
+            for w, h in hs.items():
+                c0 = h.relay_cpu_seconds()
+                t0 = time.perf_counter()
+                n = 0
+                while time.perf_counter() - t0 < window:
+                    n += h.push()
+                dt = time.perf_counter() - t0
+                cpu = h.relay_cpu_seconds() - c0
+                per[w]["rate"].append(n / dt)
+                per[w]["cpu_per_m"].append(cpu / n * 1e6 if n else float("nan"))
+                frames_total[w] += n
+                cpu_total[w] += cpu
+        after = {w: h.metrics() for w, h in hs.items()}
+    finally:
+        for h in hs.values():
+            h.close()
+    out: dict[str, Any] = {"pairs": pairs, "frame_bytes": FRAME, "rounds": rounds, "window_s": window,
+                           "loadavg_1m": round(load, 2)}
+    for w in workers:
+        fwd = after[w]["aura_relay_forwards_total"] - before[w]["aura_relay_forwards_total"]
+        remote = (after[w]["aura_relay_delivered_remote_total"]
+                  - before[w]["aura_relay_delivered_remote_total"])
+        cpu_m = cpu_total[w] / frames_total[w] * 1e6 if frames_total[w] else float("nan")
+        out[f"workers_{w}"] = {
+            "frames_per_s": round(statistics.median(per[w]["rate"])),
+            "relay_cpu_s_per_1M": round(cpu_m, 2),
+            "relay_cpu_s_per_1M_median_window": round(statistics.median(per[w]["cpu_per_m"]), 2),
+            "capacity_frames_per_cpu_s": round(1e6 / cpu_m) if cpu_m == cpu_m else None,
+            "mesh_fraction": round(remote / fwd, 3) if fwd else 0.0,
+        }
+    if len(workers) == 2:
+        a, b = (out[f"workers_{w}"]["relay_cpu_s_per_1M"] for w in workers)
+        out[f"cpu_per_frame_{workers[1]}w_over_{workers[0]}w"] = round(b / a, 3)
+    return out
+
+
 def report(seconds: float = 2.0, rates: tuple[float, ...] = (2000.0, 5000.0)) -> dict[str, Any]:
     """Saturating rates (interleaved), then latency percentiles at half of each stack's
     saturating rate and at the same fixed offered rates for every stack."""
@@ -392,6 +500,8 @@ def report(seconds: float = 2.0, rates: tuple[float, ...] = (2000.0, 5000.0)) ->
 if __name__ == "__main__":
     if sys.argv[1:2] == ["peer"]:
         asyncio.run(_peer_main())
+    elif sys.argv[1:2] == ["scaling"]:
+        print(json.dumps(scaling(rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 5), indent=1))
     elif sys.argv[1:2] == ["rates"]:
         print(json.dumps(interleaved_rates(int(sys.argv[2]) if len(sys.argv) > 2 else 7), indent=1))
     else:
