@@ -18,6 +18,8 @@ cdef extern from "aura_reconcile.h":
                         uint64_t *s3) nogil
     int aura_rec_cells(const uint8_t *hashes, size_t n, size_t i, size_t j, unsigned k, unsigned b,
                        uint64_t *counts, uint64_t *s1, uint64_t *s2) nogil
+    int aura_rec_lower_bound(const uint8_t *hashes, size_t n, size_t lo, size_t hi,
+                             const uint8_t *bound, size_t *pos) nogil
 
 MAX_POWERS = AURA_REC_MAX_POWERS
 MAX_FANOUT_BITS = AURA_REC_MAX_FANOUT_BITS
@@ -80,6 +82,20 @@ def prefix_moments(const uint8_t[::1] hashes, Py_ssize_t step):
     finally:
         free(p1)
         free(p2)
+
+
+def lower_bound(const uint8_t[::1] hashes, const uint8_t[::1] bound, Py_ssize_t lo, Py_ssize_t hi):
+    """The first position in [lo, hi] whose hash is >= the 32-byte ``bound`` (sorted hashes)."""
+    cdef size_t n = _count(hashes)
+    _check_run(n, lo, hi)
+    if bound.shape[0] != 32:
+        raise ValueError("bound is not 32 bytes")
+    cdef size_t pos = 0
+    # a binary search is ~20 compares: cheaper than releasing the GIL
+    if aura_rec_lower_bound(&hashes[0] if n else <const uint8_t *>b"", n, <size_t>lo, <size_t>hi,
+                            &bound[0], &pos) != AURA_REC_OK:
+        raise ValueError("bad search arguments")
+    return pos
 
 
 def cells(const uint8_t[::1] hashes, Py_ssize_t i, Py_ssize_t j, int k, int b):

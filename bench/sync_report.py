@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import hashlib
 import os
 import random
@@ -34,6 +35,7 @@ from collections.abc import Iterable, Sequence
 
 from aura_core import dagcbor
 from aura_core.journal import JournalDigest, JournalStore
+from aura_core.journal.digest import MOD
 from aura_core.journal.reconcile import SortedIds
 from aura_core.journal.store import MergeResult
 from aura_core.journal.sync import SyncSession
@@ -46,31 +48,75 @@ def make_fact(i: int) -> bytes:
     return dagcbor.encode({"kind": "descriptor", "n": i, "hint": "udp:192.0.2.1:4000"})
 
 
-class MemJournal:
-    """An in-memory journal with the interface SyncSession uses (no validation: bench only)."""
+class Universe:
+    """N facts sorted by hash, shared by every journal of a report (built once)."""
 
     def __init__(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
-        self.ctx = CTX
-        self.keys = [h for h, _ in pairs]  # sorted
+        self.pairs = pairs
+        self.keys = [h for h, _ in pairs]
         self.bodies = dict(pairs)
-        self._digest = JournalDigest.of(self.keys)
+        self.digest = JournalDigest.of(self.keys)
+        self.blob = b"".join(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def journal_without(self, drop: Iterable[int]) -> MemJournal:
+        """A journal of every fact but those at positions ``drop`` (O(d) besides list copies)."""
+        cut = sorted(set(drop))
+        keys: list[bytes] = []
+        parts: list[bytes] = []
+        last = 0
+        for i in [*cut, len(self.keys)]:
+            keys += self.keys[last:i]
+            parts.append(self.blob[32 * last:32 * i])
+            last = i + 1
+        gone = [self.keys[i] for i in cut]
+        digest = JournalDigest(self.digest.count - len(gone),
+                               (self.digest.total - sum(int.from_bytes(h, "big") for h in gone)) % MOD)
+        return MemJournal(keys=keys, bodies=self.bodies, missing=set(gone), digest=digest,
+                          blob=b"".join(parts))
+
+
+class MemJournal:
+    """An in-memory journal with the interface SyncSession uses (no validation: bench only).
+
+    Journals of one :class:`Universe` share its bodies (read-only); each keeps its own sorted
+    keys, the universe facts it lacks, and the facts merged from outside the universe.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[bytes, bytes]] = (), *, keys: list[bytes] | None = None,
+                 bodies: dict[bytes, bytes] | None = None, missing: set[bytes] | None = None,
+                 digest: JournalDigest | None = None, blob: bytes | None = None) -> None:
+        self.ctx = CTX
+        self.keys = [h for h, _ in pairs] if keys is None else keys  # sorted
+        self._shared = dict(pairs) if bodies is None else bodies
+        self._missing = missing or set()
+        self._own: dict[bytes, bytes] = {}
+        self._digest = JournalDigest.of(self.keys) if digest is None else digest
         self._ids: SortedIds | None = None
+        self._blob = blob  # the keys joined, when the caller has them at hand
+
+    def _body(self, h: bytes) -> bytes | None:
+        if h in self._missing:
+            return None
+        return self._own.get(h) or self._shared.get(h)
 
     def digest(self) -> JournalDigest:
         return self._digest
 
     def sorted_ids(self) -> SortedIds:
         if self._ids is None:
-            self._ids = SortedIds(b"".join(self.keys))
+            self._ids = SortedIds(self._blob or b"".join(self.keys))
         return self._ids
 
     def get_many(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
-        return {h: self.bodies[h] for h in hashes if h in self.bodies}
+        return {h: b for h in hashes if (b := self._body(h)) is not None}
 
     def facts_in_range(self, lo: bytes, hi: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
         i = bisect.bisect_left(self.keys, lo)
         j = len(self.keys) if hi is None else bisect.bisect_left(self.keys, hi)
-        return [(h, self.bodies[h]) for h in self.keys[i:min(j, i + limit)]]
+        return [(h, self._body(h) or b"") for h in self.keys[i:min(j, i + limit)]]
 
     def ack_tracked_among(self, hashes):
         return set()
@@ -82,14 +128,22 @@ class MemJournal:
         res = MergeResult()
         for b in bodies:
             h = hashlib.sha256(b).digest()
-            if h in self.bodies:
+            if self._body(h) is not None:
                 res.duplicates += 1
                 continue
-            self.bodies[h] = b
-            bisect.insort(self.keys, h)
+            if self._shared.get(h) == b:
+                self._missing.discard(h)
+            else:
+                self._own[h] = b
             self._digest = self._digest.add(h)
             res.inserted.append(h)
-        self._ids = None
+        if len(res.inserted) < 64:
+            for h in res.inserted:
+                bisect.insort(self.keys, h)
+        else:  # one sort of two sorted runs: linear, where many insorts move the list each time
+            self.keys += sorted(res.inserted)
+            self.keys.sort()
+        self._ids = self._blob = None
         return res
 
 
@@ -153,25 +207,25 @@ def sqlite_pair(tmp: str, a_pairs, b_pairs):
     return out
 
 
-def run_case(universe, shape, d, seed, tmp=None):
+def run_case(universe: Universe, shape, d, seed, tmp=None):
     """One session; returns a dict of measurements."""
     n = len(universe)
     a_only, b_only = exclusives(shape, n, d, random.Random(f"{shape}/{d}/{seed}"))
-    drop_a, drop_b = set(b_only), set(a_only)
-    a_pairs = [u for i, u in enumerate(universe) if i not in drop_a]
-    b_pairs = [u for i, u in enumerate(universe) if i not in drop_b]
     stores = None
     if tmp is None:
-        ja, jb = MemJournal(a_pairs), MemJournal(b_pairs)
+        ja, jb = universe.journal_without(b_only), universe.journal_without(a_only)
     else:
-        stores = sqlite_pair(tmp, a_pairs, b_pairs)
+        drop_a, drop_b = set(b_only), set(a_only)
+        stores = sqlite_pair(tmp, [u for i, u in enumerate(universe.pairs) if i not in drop_a],
+                             [u for i, u in enumerate(universe.pairs) if i not in drop_b])
         ja, jb = stores[0].view(CTX), stores[1].view(CTX)
     ja.sorted_ids(), jb.sorted_ids()  # snapshots are cached by the store: not part of a session
     sa, sb, frames, secs = pump(ja, jb)
     wire = sa.stats.bytes_sent + sb.stats.bytes_sent + 4 * frames
-    fact_bytes = sum(len(universe[i][1]) for i in a_only + b_only)
-    ok = ja.digest() == jb.digest() and not sa.failed and not sb.failed \
-        and ja.digest().count == n
+    fact_bytes = sum(len(universe.pairs[i][1]) for i in a_only + b_only)
+    ok = ja.digest() == jb.digest() == universe.digest and ja.keys == jb.keys \
+        and not sa.failed and not sb.failed \
+        and sa.stats.facts_pushed + sb.stats.facts_pushed == d
     if stores:
         for s in stores:
             s.close()
@@ -180,9 +234,9 @@ def run_case(universe, shape, d, seed, tmp=None):
             "secs": secs, "ok": ok}
 
 
-def universe_of(n: int) -> list[tuple[bytes, bytes]]:
+def universe_of(n: int) -> Universe:
     bodies = [make_fact(i) for i in range(n)]
-    return sorted((hashlib.sha256(b).digest(), b) for b in bodies)
+    return Universe(sorted((hashlib.sha256(b).digest(), b) for b in bodies))
 
 
 def main() -> None:
@@ -195,6 +249,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     universe = universe_of(args.n)
+    gc.collect()
+    gc.freeze()  # the universe's million objects are not garbage: keep collections off them
     tmp = tempfile.mkdtemp(prefix="aura-sync-report-") if args.sqlite else None
     print(f"# n={args.n} seeds={args.seeds} {'sqlite' if tmp else 'memory'} "
           f"universe {time.perf_counter() - t0:.1f}s python {sys.version.split()[0]}", flush=True)

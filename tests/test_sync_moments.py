@@ -8,6 +8,7 @@ and SortedIds (which now scans through them) must agree with the reference on bo
 
 from __future__ import annotations
 
+import bisect
 import random
 
 import pytest
@@ -68,6 +69,17 @@ def test_cells_match_reference(hashes, k, b, ordered, data):
     assert _reconcile.cells(blob, i, j, k, b) == ref.cells(blob, i, j, k, b)
 
 
+@settings(max_examples=150, deadline=None)
+@given(hash_lists, st.one_of(st.binary(min_size=32, max_size=32), st.sampled_from(EDGE)), st.data())
+def test_lower_bound_matches_bisect(hashes, bound, data):
+    hashes = sorted(hashes)
+    blob = b"".join(hashes)
+    lo = data.draw(st.integers(0, len(hashes)))
+    hi = data.draw(st.integers(lo, len(hashes)))
+    got = _reconcile.lower_bound(blob, bound, lo, hi)
+    assert got == bisect.bisect_left(hashes, bound, lo, hi) == ref.lower_bound(blob, bound, lo, hi)
+
+
 @pytest.mark.parametrize("call", [
     lambda: _reconcile.power_sums(b"\0" * 64, 0, 3, 1),       # past the end
     lambda: _reconcile.power_sums(b"\0" * 64, 2, 1, 1),       # i > j
@@ -81,6 +93,8 @@ def test_cells_match_reference(hashes, k, b, ordered, data):
     lambda: _reconcile.cells(b"\0" * 64, 0, 2, 0, _reconcile.MAX_FANOUT_BITS + 1),
     lambda: _reconcile.cells(b"\0" * 64, 0, 2, 125, 4),       # deeper than 128 bits
     lambda: _reconcile.cells(b"\0" * 64, 0, 3, 0, 2),
+    lambda: _reconcile.lower_bound(b"\0" * 64, b"\0" * 31, 0, 2),  # short bound
+    lambda: _reconcile.lower_bound(b"\0" * 64, b"\0" * 32, 1, 3),
 ])
 def test_bad_arguments_are_value_errors(call):
     with pytest.raises(ValueError):
@@ -89,6 +103,7 @@ def test_bad_arguments_are_value_errors(call):
 
 def test_empty_buffer():
     assert _reconcile.power_sums(b"", 0, 0, 4) == [0, 0, 0, 0]
+    assert _reconcile.lower_bound(b"", b"\xff" * 32, 0, 0) == 0
     assert _reconcile.prefix_moments(b"", 64) == ([0], [0], 0)
     assert _reconcile.cells(b"", 0, 0, 0, 2) == [(0, 0, 0)] * 4
 

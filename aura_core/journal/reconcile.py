@@ -417,16 +417,8 @@ class SortedIds:
         """First position whose hash >= ``bound`` (0 <= bound <= 2^256), searched in [lo, hi]."""
         if bound >= MOD256:
             return self.n
-        b = bound.to_bytes(32, "big")
-        hi = self.n if hi is None else hi
-        blob = self.blob
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if blob[mid * 32:mid * 32 + 32] < b:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return _reconcile.lower_bound(self.blob, bound.to_bytes(32, "big"), lo,
+                                      self.n if hi is None else hi)
 
     def moments(self, i: int) -> tuple[int, int]:
         """(Σ key, Σ key^2) mod P over positions [0, i)."""

@@ -95,6 +95,21 @@ int aura_rec_prefix(const uint8_t *hashes, size_t n, size_t step, uint64_t *p1, 
     return AURA_REC_OK;
 }
 
+int aura_rec_lower_bound(const uint8_t *hashes, size_t n, size_t lo, size_t hi,
+                         const uint8_t *bound, size_t *pos) {
+    if (!hashes || !bound || !pos || lo > hi || hi > n)
+        return AURA_REC_ERR_ARG;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(hashes + 32 * mid, bound, 32) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *pos = lo;
+    return AURA_REC_OK;
+}
+
 int aura_rec_cells(const uint8_t *hashes, size_t n, size_t i, size_t j, unsigned k, unsigned b,
                    uint64_t *counts, uint64_t *s1, uint64_t *s2) {
     if (!hashes || !counts || !s1 || !s2 || i > j || j > n || b < 1

@@ -34,4 +34,9 @@ int aura_rec_prefix(const uint8_t *hashes, size_t n, size_t step, uint64_t *p1, 
 int aura_rec_cells(const uint8_t *hashes, size_t n, size_t i, size_t j, unsigned k, unsigned b,
                    uint64_t *counts, uint64_t *s1, uint64_t *s2);
 
+/* The first position x in [lo, hi] with hashes[x] >= bound (32 bytes, compared as big-endian
+ * numbers), for sorted hashes; *pos receives it.  Requires lo <= hi <= n. */
+int aura_rec_lower_bound(const uint8_t *hashes, size_t n, size_t lo, size_t hi,
+                         const uint8_t *bound, size_t *pos);
+
 #endif

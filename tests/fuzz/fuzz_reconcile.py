@@ -2,7 +2,7 @@
 
 Input: six parameter bytes (i, j, m, k, b, step), then a buffer taken as packed 32-byte hashes
 (any length: a ragged tail must be refused).  Contract for any input: ``power_sums``,
-``prefix_moments`` and ``cells`` either return exactly what the pure-Python reference
+``prefix_moments``, ``cells`` and ``lower_bound`` (bound: the first hash, reversed) either return exactly what the pure-Python reference
 (tests/reference/reconcile_ref.py) computes, or raise ValueError, and they raise ValueError
 exactly when an argument is out of range (positions outside the buffer, i > j, m outside
 1..MAX_POWERS, b outside 1..MAX_FANOUT_BITS or k + b > 128, step < 1, a ragged buffer).
@@ -50,6 +50,9 @@ def check_one(data: bytes) -> None:
             lambda: _reconcile.prefix_moments(buf, step), lambda: ref.prefix_moments(buf, step))
     _expect(run_ok and 1 <= b <= _reconcile.MAX_FANOUT_BITS and k + b <= 128,
             lambda: _reconcile.cells(buf, i, j, k, b), lambda: ref.cells(buf, i, j, k, b))
+    bound = buf[:32][::-1]
+    _expect(run_ok and len(bound) == 32, lambda: _reconcile.lower_bound(buf, bound, i, j),
+            lambda: ref.lower_bound(buf, bound, i, j))
 
 
 def run_corpus(items: Iterable[bytes]) -> int:

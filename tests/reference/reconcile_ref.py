@@ -31,6 +31,16 @@ def prefix_moments(hashes: bytes, step: int) -> tuple[list[int], list[int], int]
     return p1, p2, sum(x ** 3 for x in ks) % P
 
 
+def lower_bound(hashes: bytes, bound: bytes, lo: int, hi: int) -> int:
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if hashes[32 * mid:32 * mid + 32] < bound:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def cells(hashes: bytes, i: int, j: int, k: int, b: int) -> list[tuple[int, int, int]]:
     out = [(0, 0, 0)] * (1 << b)
     for x in range(i, j):
