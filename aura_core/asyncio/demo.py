@@ -14,15 +14,21 @@ A relay node and two authorities (alice, bob) in one relational context:
 7. the relay's receipts are verified as hash chains against the charged forwards.
 
 Every step is checked; the exit status is 0 only if all checks passed.
+
+The steps are functions of one authority (``publish``, ``learn``, ``attach``, ``establish``,
+``exchange_side``...) so that ``aura-core demo --netlab`` (aura_core/netlab) runs the same story
+with each authority in its own process behind a NAT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -31,17 +37,21 @@ from .. import dagcbor
 from .._sodium import random_bytes
 from ..capabilities import ALL_CAPABILITIES, CAP_RENDEZVOUS_RELAY, CapabilityIssuer
 from ..effects import EffectHandlers, run_local
+from ..errors import AuraError
 from ..flow import COST_CONNECT_RELAY, FlowLedger
 from ..guards import GuardSnapshot, SendIntent, evaluate
 from ..hashing import ContextKey
 from ..ids import AuthorityId, ContextId
 from ..journal import JournalStore
-from ..keys import IdentityKey
+from ..journal.sync import SyncSession
+from ..keys import IdentityKey, PublicIdentity
 from ..punch import PunchEngine
 from ..receipts import Receipt, verify_chain
 from ..relay import ReceiptSigner, ReceiptWindows, RelayConfig, RelayCore, biscuit_authorizer
 from ..rendezvous import QuicDirect, RendezvousDescriptor, RendezvousFact, WebSocketRelay
+from ..rendezvous.descriptor import TransportHint
 from ..rendezvous.service import RendezvousService
+from ..selection import ConnState
 from . import sync as journal_sync
 from .connection import ConnectionConfig, PeerConnection, RelayLink
 from .quic import DirectEndpoint
@@ -105,7 +115,7 @@ class Authority:
         return self.ledger.headroom(ctx, peer)
 
 
-async def _wait(pred, timeout: float) -> bool:
+async def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > end:
@@ -114,26 +124,195 @@ async def _wait(pred, timeout: float) -> bool:
     return True
 
 
+# -- steps shared with the NAT lab run (aura_core/netlab/peer.py runs one side of each) ----------
+
+def demo_config(**overrides: float) -> ConnectionConfig:
+    """The demo's connection timing: short keepalives and backoff, so a run takes seconds."""
+    return dataclasses.replace(ConnectionConfig(keepalive_interval=0.2, direct_timeout=2.0,
+                                                punch_window=1.5, backoff_base=0.2,
+                                                backoff_cap=1.0), **overrides)
+
+
+async def start_relay(root: bytes, host: str = "127.0.0.1", port: int = 0, *,
+                      key: IdentityKey | None = None) -> tuple[RelayServer, ReceiptSigner, IdentityKey]:
+    """The relay node: admits Biscuit ``relay:forward`` holders of ``root``, signs receipts."""
+    relay_key = key or IdentityKey.generate()
+    core = RelayCore(biscuit_authorizer(root), config=RelayConfig(epoch=EPOCH))
+    signer = ReceiptSigner(relay_key)
+    server = await RelayServer(core, host, port, windows=ReceiptWindows(window=0.25, epoch=EPOCH),
+                               signer=signer, metrics_port=0).start()
+    return server, signer, relay_key
+
+
+def verify_receipts(issued: list[bytes], relay_public: PublicIdentity, ctx: ContextId
+                    ) -> tuple[int, int]:
+    """Verify the relay's receipts as hash chains per (ctx, dst, epoch): (chains, total cost).
+    Raises (CryptoError/ProtocolError) on a bad signature, link, nonce or sequence."""
+    chains: dict[tuple[bytes, bytes, int], list[bytes]] = {}
+    for packed in issued:
+        r = Receipt.from_bytes(packed)
+        chains.setdefault((bytes(r.ctx), bytes(r.dst), r.epoch), []).append(packed)
+    total = 0
+    for (c, dst, epoch), packs in chains.items():
+        total += verify_chain(b"".join(packs), relay_public, ctx=ContextId(c),
+                              dst=AuthorityId(dst), epoch=epoch).total
+    return len(chains), total
+
+
+def join(p: Authority, ctx: ContextId, context_key: ContextKey, peers: list[AuthorityId]) -> None:
+    """p joins the context: rendezvous service at EPOCH, a flow budget towards each peer."""
+    p.service = RendezvousService(p.key)
+    p.service.join_context(ctx, context_key, EPOCH)
+    for q in peers:
+        p.ledger.open(ctx, q, BUDGET, EPOCH)
+
+
+def publish(t: Trace, p: Authority, ctx: ContextId, root: bytes, hints: list[TransportHint]) -> None:
+    """Guards (capability, flow charged first), then the sealed descriptor into p's journal."""
+    assert p.service is not None
+    outcome = p.service.prepare_publish_descriptor(p.snapshot(ctx, EPOCH, root), ctx, hints, _now_ms())
+    res = run_local(outcome.effects, p.handlers())
+    t.check(f"{p.name} publish admitted", outcome.is_allowed() and res.ok)
+    t.say(p.name, f"published its descriptor (sealed under the context key, signed): "
+                  f"{p.journal.digest(bytes(ctx)).count} fact(s) in its journal; "
+                  f"flow charged 1, headroom {p.headroom(ctx, p.id)}")
+
+
+def sync_line(t: Trace, who: str, session: SyncSession) -> None:
+    st = session.stats
+    t.say("sync", f"{who} over TCP: plan {st.plan.name}, pushed {st.facts_pushed}, "
+                  f"pulled {st.facts_pulled}, {st.round_trips} round trip(s), "
+                  f"{st.bytes_sent + st.bytes_received} bytes")
+
+
+def learn(t: Trace, p: Authority, ctx: ContextId, peer_name: str, peer: AuthorityId
+          ) -> RendezvousDescriptor | None:
+    """Open what p's journal holds; the peer's descriptor if it is there and valid."""
+    assert p.service is not None
+    bodies = [b for _, b in p.journal.facts_in_range(bytes(ctx), b"", None, 1000)]
+    p.service.ingest(ctx, bodies, _now_ms())
+    d = p.service.get_cached_descriptor(ctx, peer, _now_ms())
+    if d is not None:
+        hints = ", ".join(type(h).__name__ for h in d.transport_hints)
+        t.say(p.name, f"opened {peer_name}'s descriptor: hints [{hints}], valid "
+                      f"{(d.valid_until - d.valid_from) // 60000} min")
+    return d
+
+
+def admit_connect(t: Trace, p: Authority, peer: AuthorityId, peer_name: str, ctx: ContextId,
+                  root: bytes) -> None:
+    intent = SendIntent(peer, CAP_RENDEZVOUS_RELAY, COST_CONNECT_RELAY, operation="connect")
+    outcome = evaluate(p.snapshot(ctx, EPOCH, root), intent, b"")
+    res = run_local(outcome.effects, p.handlers())
+    t.check(f"{p.name} connect admitted", outcome.is_allowed() and res.ok)
+    t.say(p.name, f"guards admit connecting to {peer_name} via the relay: rendezvous:relay held, "
+                  f"flow charged {COST_CONNECT_RELAY}, headroom {p.headroom(ctx, peer)}")
+
+
+async def attach(p: Authority, peer: AuthorityId, peer_desc: RendezvousDescriptor, url: str,
+                 ctx: ContextId) -> None:
+    """p's direct endpoint (its UDP socket, punching for this peer) and relay link."""
+    assert p.service is not None
+    own = p.service.own_descriptor(ctx)
+    assert own is not None
+    engine = PunchEngine(bytes(p.id), own.punch_nonce, [(bytes(peer), peer_desc.punch_nonce)])
+    p.endpoint = await DirectEndpoint.bind(engine, sock=p.sock)
+    p.link = await RelayLink(lambda: RelayClient.connect(
+        url, p.key, p.token, contexts=[ctx], timeout=5.0)).start()
+
+
+async def establish(p: Authority, peer: PublicIdentity, context_key: ContextKey, ctx: ContextId,
+                    initiator: bool, cfg: ConnectionConfig,
+                    local_candidates: list[tuple[str, int]] | None = None) -> PeerConnection:
+    assert p.link is not None
+    p.conn = await PeerConnection.establish(
+        relay=p.link, identity=p.key, peer=peer, context_key=context_key, context=ctx, epoch=EPOCH,
+        initiator=initiator, endpoint=p.endpoint, local_candidates=local_candidates, config=cfg)
+    return p.conn
+
+
+def channel_line(t: Trace, p: Authority) -> None:
+    assert p.conn is not None and p.conn.channel_id is not None
+    t.say(p.name, f"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s over the relay: channel "
+                  f"{p.conn.channel_id.hex()[:16]}…, epoch {EPOCH}, PSK from the context key")
+
+
+def record_channel(p: Authority, ctx: ContextId, initiator: AuthorityId, responder: AuthorityId) -> None:
+    """The ChannelEstablished fact (both sides derive the same bytes, hence one CID)."""
+    assert p.conn is not None and p.conn.channel_id is not None
+    p.journal.merge(bytes(ctx), [dagcbor.encode(RendezvousFact.channel_established(
+        ctx, initiator, responder, p.conn.channel_id, EPOCH))])
+
+
+def _messages(label: str, sender: str, n: int) -> list[bytes]:
+    return [b"%s %d from %s" % (label.encode(), i, sender.encode()) for i in range(n)]
+
+
+async def exchange_side(t: Trace, p: Authority, peer_name: str, n: int, label: str, *,
+                        sending: bool) -> bool:
+    """One side of an exchange: the sender sends n numbered messages and reads n answers; the
+    other side reads them and answers each.  Checks order and completeness on both sides."""
+    conn = p.conn
+    assert conn is not None
+    sender = p.name if sending else peer_name
+    want = _messages(label, sender, n)
+    try:
+        if sending:
+            for m in want:
+                await conn.send(m)
+            got = [await asyncio.wait_for(conn.recv(), 10) for _ in range(n)]
+            ok = got == [b"ack " + m for m in want]
+        else:
+            got = [await asyncio.wait_for(conn.recv(), 10) for _ in range(n)]
+            for m in got:
+                await conn.send(b"ack " + m)
+            ok = got == want
+    except (asyncio.TimeoutError, AuraError):
+        ok = False
+    if sending:
+        t.say(p.name, f"{n} messages → {peer_name} and {n} answers back, path {conn.path}: "
+                      f"{'in order, none lost or duplicated' if ok else 'MISMATCH'}")
+    return t.check(f"{label}: exactly-once in-order delivery ({p.name} "
+                   f"{'sent' if sending else 'answered'})", ok)
+
+
 async def _exchange(t: Trace, a: Authority, b: Authority, n: int, label: str) -> bool:
-    """a sends n numbered messages to b and b answers each: check order and completeness."""
-    assert a.conn is not None and b.conn is not None
-    for i in range(n):
-        await a.conn.send(b"%s %d from %s" % (label.encode(), i, a.name.encode()))
-    got = [await asyncio.wait_for(b.conn.recv(), 10) for _ in range(n)]
-    want = [b"%s %d from %s" % (label.encode(), i, a.name.encode()) for i in range(n)]
-    for m in got:
-        await b.conn.send(b"ack " + m)
-    acks = [await asyncio.wait_for(a.conn.recv(), 10) for _ in range(n)]
-    ok = got == want and acks == [b"ack " + m for m in want]
-    t.say(a.name, f"{n} messages → {b.name} and {n} answers back, path {a.conn.path}: "
-                  f"{'in order, none lost or duplicated' if ok else 'MISMATCH'}")
-    return t.check(f"{label}: exactly-once in-order delivery", ok)
+    oks = await asyncio.gather(exchange_side(t, a, b.name, n, label, sending=True),
+                               exchange_side(t, b, a.name, n, label, sending=False))
+    return all(oks)
+
+
+def upgrade_settled(conn: PeerConnection) -> bool:
+    """Direct, or every attempt of the budget spent and back on the relay (relay fallback)."""
+    return conn.path == "direct" or (conn.state is ConnState.RELAY_ONLY and conn.actor.candidates != ()
+                                     and conn.actor.budget.remaining == 0)
+
+
+def rotate_local(p: Authority, ctx: ContextId, epoch: int) -> None:
+    """The context moves to ``epoch``: budgets reset, the rendezvous service's keys advance."""
+    assert p.service is not None
+    p.ledger.rotate(ctx, epoch)
+    p.service.advance_epoch(ctx, epoch)
+
+
+def spent(p: Authority, ctx: ContextId) -> int:
+    return sum(a.spent for a in p.ledger.accounts(ctx))
+
+
+async def detach(p: Authority) -> None:
+    if p.conn is not None:
+        await p.conn.close(flush=0.5)
+    if p.link is not None:
+        await p.link.close()
+    if p.endpoint is not None:
+        p.endpoint.close()
+    elif p.sock is not None:
+        p.sock.close()
 
 
 async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | None = None) -> int:
     t = Trace(out)
-    cfg = ConnectionConfig(keepalive_interval=0.2, direct_timeout=2.0, punch_window=1.5,
-                           backoff_base=0.2, backoff_cap=1.0)
+    cfg = demo_config()
     with tempfile.TemporaryDirectory(prefix="aura-demo-") as tmp:
         root_dir = Path(workdir or tmp)
         root_dir.mkdir(parents=True, exist_ok=True)
@@ -146,11 +325,7 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
         t.say("ctx", f"{ctx}: shared 32-byte context key; capability root {root.hex()[:16]}…")
 
         # -- the relay node -----------------------------------------------------------------------
-        relay_key = IdentityKey.generate()
-        core = RelayCore(biscuit_authorizer(root), config=RelayConfig(epoch=EPOCH))
-        signer = ReceiptSigner(relay_key)
-        server = await RelayServer(core, windows=ReceiptWindows(window=0.25, epoch=EPOCH),
-                                   signer=signer, metrics_port=0).start()
+        server, signer, relay_key = await start_relay(root)
         t.say("relay", f"{relay_key.authority_id} listening on {server.url} "
                        f"(metrics :{server.metrics_port}); admits Biscuit relay:forward holders")
 
@@ -160,32 +335,20 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind(("127.0.0.1", 0))
             token = issuer.issue(ctx, ALL_CAPABILITIES, expires_at=_now_ms() + 3_600_000)
-            p = Authority(name, key, token, JournalStore(str(root_dir / f"{name}.sqlite")), sock)
-            p.service = RendezvousService(key)
-            p.service.join_context(ctx, context_key, EPOCH)
-            people.append(p)
+            people.append(Authority(name, key, token, JournalStore(str(root_dir / f"{name}.sqlite")),
+                                    sock))
             t.say(name, f"{key.authority_id} (Ed25519; its X25519 form is the Noise static key); "
                         f"UDP socket {sock.getsockname()[0]}:{sock.getsockname()[1]}")
         alice, bob = people
         for p in people:
-            for q in people:
-                p.ledger.open(ctx, q.id, BUDGET, EPOCH)
+            join(p, ctx, context_key, [q.id for q in people])
 
         sync_server = None
         try:
             # -- publish descriptors (guards, then journal) ---------------------------------------
             for p in people:
-                assert p.service is not None
-                hints = [QuicDirect("%s:%d" % p.sock.getsockname()), WebSocketRelay(relay_key.authority_id)]
-                outcome = p.service.prepare_publish_descriptor(p.snapshot(ctx, EPOCH, root), ctx, hints,
-                                                               _now_ms())
-                res = run_local(outcome.effects, p.handlers())
-                t.check(f"{p.name} publish admitted", outcome.is_allowed() and res.ok)
-                own = p.service.own_descriptor(ctx)
-                t.say(p.name, f"published its descriptor (sealed under the context key, signed): "
-                              f"{p.journal.digest(bytes(ctx)).count} fact(s) in its journal; "
-                              f"flow charged 1, headroom {p.headroom(ctx, p.id)}")
-                assert own is not None
+                publish(t, p, ctx, root, [QuicDirect("%s:%d" % p.sock.getsockname()),
+                                          WebSocketRelay(relay_key.authority_id)])
 
             # -- anti-entropy: bob serves, alice syncs --------------------------------------------
             served = asyncio.Event()
@@ -193,57 +356,30 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
             host, port = sync_server.sockets[0].getsockname()[:2]
             session = await journal_sync.sync_with(alice.journal, bytes(ctx), host, port, peer="bob")
             await asyncio.wait_for(served.wait(), 10)  # bob merged what alice pushed
-            st = session.stats
-            t.say("sync", f"alice ⇄ bob over TCP: plan {st.plan.name}, pushed {st.facts_pushed}, "
-                          f"pulled {st.facts_pulled}, {st.round_trips} round trip(s), "
-                          f"{st.bytes_sent + st.bytes_received} bytes")
-            for p in people:
-                assert p.service is not None
-                bodies = [b for _, b in p.journal.facts_in_range(bytes(ctx), b"", None, 1000)]
-                p.service.ingest(ctx, bodies, _now_ms())
+            sync_line(t, "alice ⇄ bob", session)
             digests = [p.journal.digest(bytes(ctx)) for p in people]
             t.check("journals converged", digests[0] == digests[1])
             desc: dict[str, RendezvousDescriptor] = {}
             for p, q in ((alice, bob), (bob, alice)):
-                assert p.service is not None
-                d = p.service.get_cached_descriptor(ctx, q.id, _now_ms())
+                d = learn(t, p, ctx, q.name, q.id)
                 t.check(f"{p.name} learned {q.name}'s descriptor", d is not None)
                 assert d is not None
                 desc[p.name] = d
-                hints = ", ".join(type(h).__name__ for h in d.transport_hints)
-                t.say(p.name, f"opened {q.name}'s descriptor: hints [{hints}], valid "
-                              f"{(d.valid_until - d.valid_from) // 60000} min")
 
             # -- connect: guards, relay links, Noise over the relay -------------------------------
-            intent = SendIntent(bob.id, CAP_RENDEZVOUS_RELAY, COST_CONNECT_RELAY, operation="connect")
-            outcome = evaluate(alice.snapshot(ctx, EPOCH, root), intent, b"")
-            res = run_local(outcome.effects, alice.handlers())
-            t.check("connect admitted", outcome.is_allowed() and res.ok)
-            t.say("alice", f"guards admit connecting to bob via the relay: rendezvous:relay held, "
-                           f"flow charged {COST_CONNECT_RELAY}, headroom {alice.headroom(ctx, bob.id)}")
+            admit_connect(t, alice, bob.id, bob.name, ctx, root)
             for p, q in ((alice, bob), (bob, alice)):
-                assert p.service is not None
-                own = p.service.own_descriptor(ctx)
-                assert own is not None
-                peer_desc = desc[p.name]
-                engine = PunchEngine(bytes(p.id), own.punch_nonce, [(bytes(q.id), peer_desc.punch_nonce)])
-                p.endpoint = await DirectEndpoint.bind(engine, sock=p.sock)
-                p.link = await RelayLink(lambda p=p: RelayClient.connect(
-                    server.url, p.key, p.token, contexts=[ctx], timeout=5.0)).start()
+                await attach(p, q.id, desc[p.name], server.url, ctx)
             t.say("relay", f"alice and bob authenticated (Ed25519 challenge + Biscuit); "
                            f"{server.core.metrics.authenticated} connected")
-            alice.conn, bob.conn = await asyncio.wait_for(asyncio.gather(*(
-                PeerConnection.establish(relay=p.link, identity=p.key, peer=q.key.public,
-                                         context_key=context_key, context=ctx, epoch=EPOCH,
-                                         initiator=p is alice, endpoint=p.endpoint, config=cfg)
+            await asyncio.wait_for(asyncio.gather(*(
+                establish(p, q.key.public, context_key, ctx, p is alice, cfg)
                 for p, q in ((alice, bob), (bob, alice)))), 20)
+            assert alice.conn is not None and bob.conn is not None
             t.check("both sides derived one channel id", alice.conn.channel_id == bob.conn.channel_id)
-            t.say("alice", f"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s over the relay: channel "
-                           f"{alice.conn.channel_id.hex()[:16]}…, epoch {EPOCH}, PSK from the context key")
-            fact = dagcbor.encode(RendezvousFact.channel_established(
-                ctx, alice.id, bob.id, alice.conn.channel_id, EPOCH))
+            channel_line(t, alice)
             for p in people:
-                p.journal.merge(bytes(ctx), [fact])
+                record_channel(p, ctx, alice.id, bob.id)
             t.say("both", "ChannelEstablished fact appended to both journals (one CID)")
 
             await _exchange(t, alice, bob, messages, "relay")
@@ -253,7 +389,7 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
             bob.conn.update_from_descriptor(desc["bob"])
             t.say("both", "direct candidates from the descriptors; punching in the background "
                           "while the relay keeps carrying traffic")
-            direct = await _wait(lambda: alice.conn.path == "direct" and bob.conn.path == "direct", 20)
+            direct = await wait_until(lambda: alice.conn.path == "direct" and bob.conn.path == "direct", 20)
             t.check("upgraded to direct", direct)
             t.say("both", f"path now {alice.conn.path}: QUIC over the punched UDP sockets "
                           f"(state {alice.conn.state.name})")
@@ -262,13 +398,11 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
 
             # -- epoch rotation: a real re-handshake ----------------------------------------------
             old_channel = alice.conn.channel_id
-            spent = [sum(a.spent for a in p.ledger.accounts(ctx)) for p in people]
+            charged = [spent(p, ctx) for p in people]
             for p in people:
-                p.ledger.rotate(ctx, EPOCH + 1)
-                assert p.service is not None
-                p.service.advance_epoch(ctx, EPOCH + 1)
+                rotate_local(p, ctx, EPOCH + 1)
             await asyncio.wait_for(alice.conn.rotate(EPOCH + 1), 15)
-            rotated = await _wait(lambda: bob.conn.epoch == EPOCH + 1, 15)
+            rotated = await wait_until(lambda: bob.conn.epoch == EPOCH + 1, 15)
             t.check("epoch rotated on both sides", rotated and alice.conn.channel_id != old_channel)
             t.say("alice", f"epoch {EPOCH} → {EPOCH + 1}: re-handshake with the new epoch's PSK, "
                            f"channel {alice.conn.channel_id.hex()[:16]}…; budgets reset")
@@ -285,12 +419,7 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
                     await p.conn.close(flush=0.5)
             await asyncio.sleep(0.4)  # let the last receipt windows close
             for p in people:
-                if p.link is not None:
-                    await p.link.close()
-                if p.endpoint is not None:
-                    p.endpoint.close()
-                else:
-                    p.sock.close()
+                await detach(p)
             await server.close()
             if sync_server is not None:
                 sync_server.close()
@@ -298,20 +427,10 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
 
         # -- receipts: the relay's signed accounting ---------------------------------------------
         issued = list(signer.issued)
-        chains: dict[tuple[bytes, bytes, int], list[bytes]] = {}
-        for packed in issued:
-            r = Receipt.from_bytes(packed)
-            chains.setdefault((bytes(r.ctx), bytes(r.dst), r.epoch), []).append(packed)
-        total = 0
-        ok = bool(issued)
-        for (c, dst, epoch), packs in chains.items():
-            summary = verify_chain(b"".join(packs), relay_key.public, ctx=ContextId(c),
-                                   dst=AuthorityId(dst), epoch=epoch)
-            total += summary.total
+        n_chains, total = verify_receipts(issued, relay_key.public, ctx)
         forwarded = server.core.metrics.forwarded
-        ok = ok and total == forwarded
-        t.check("relay receipts verify and sum to the forwards charged", ok)
-        t.say("relay", f"{len(issued)} receipts in {len(chains)} chains verified (signatures, prev "
+        t.check("relay receipts verify and sum to the forwards charged", bool(issued) and total == forwarded)
+        t.say("relay", f"{len(issued)} receipts in {n_chains} chains verified (signatures, prev "
                        f"links, nonces); they cover {total} forwards = {forwarded} frames forwarded")
         facts = [p.journal.digest(bytes(ctx)).count for p in people]
         for p in people:
@@ -329,7 +448,7 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
         ("relay", f"{m.forwarded} frames forwarded, {m.auth_failures} auth failures, "
                   f"{m.drop_budget} budget drops, {len(issued)} receipts covering {total}"),
         ("budgets", ", ".join(f"{p.name} charged {n} in epoch {EPOCH} (limit {BUDGET} per peer)"
-                              for p, n in zip(people, spent)) + "; reset by the rotation"),
+                              for p, n in zip(people, charged)) + "; reset by the rotation"),
         ("journals", ", ".join(f"{p.name} {n} facts" for p, n in zip(people, facts))),
         ("checks", f"{len(t.checks) - len(failed)} passed, {len(failed)} failed"),
     ]

@@ -1,7 +1,7 @@
 """Hole punching proven through real NATs (network namespaces + nftables + coturn).
 
-Each mode builds a fresh lab (tests/netlab/lab.py), then runs ``AURA_NETLAB_TRIALS`` trials
-(default 20): two agents (tests/netlab/agent.py) learn their reflexive addresses from coturn,
+Each mode builds a fresh lab (aura_core/netlab/lab.py), then runs ``AURA_NETLAB_TRIALS`` trials
+(default 20): two agents (aura_core/netlab/punch_agent.py) learn their reflexive addresses from coturn,
 exchange them through this orchestrator (standing in for descriptor exchange), start punching at
 the same moment, and then run a Noise IKpsk2 handshake and 1,000 messages each way through its
 datagram session over the direct path — or, when the punch window closes, 200 authenticated
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import statistics
 import subprocess
 import sys
@@ -24,48 +23,16 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aura_core.keys import IdentityKey  # noqa: E402
-from lab import PUB_STUN, RELAY, STUN_PORT, NatLab, missing_requirements  # noqa: E402
+from aura_core.keys import IdentityKey
+from aura_core.netlab.lab import (PAIRS, PUB_STUN, RELAY, STUN_PORT, NatLab, leftovers,
+                                  read_json, write_json)
 
 pytestmark = [pytest.mark.netlab]
-_why = missing_requirements()
-if _why:
-    pytestmark.append(pytest.mark.skip(reason=_why))
 
 TRIALS = int(os.environ.get("AURA_NETLAB_TRIALS", "20"))
 WINDOW = 1.5  # punch window, seconds (rust-libp2p punches up to 5 s; our lab RTT is < 1 ms)
 PREPUNCH = float(os.environ.get("AURA_NETLAB_PREPUNCH", "0.2"))  # low-TTL pre-punch (lab.py)
 COUNT = 1000
-
-# (router A, router B, clash variant) -> expected path
-MODES = {
-    "cone-cone": ("cone", "cone", False, "direct"),
-    "fullcone-symmetric": ("fullcone", "symmetric", False, "direct"),
-    "cone-symmetric": ("cone", "symmetric", False, "relay"),
-    "symmetric-symmetric": ("symmetric", "symmetric", False, "relay"),
-    "cone-cone-clash": ("cone", "cone", True, "direct"),
-}
-
-
-def _read(p: subprocess.Popen[str], timeout: float) -> dict:
-    sel = selectors.DefaultSelector()
-    sel.register(p.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
-    try:
-        if not sel.select(timeout):
-            raise TimeoutError("agent did not answer in time")
-    finally:
-        sel.close()
-    line = p.stdout.readline()  # type: ignore[union-attr]
-    if not line:
-        err = p.stderr.read() if p.stderr else ""  # type: ignore[union-attr]
-        raise RuntimeError(f"agent exited: {err[-2000:]}")
-    return json.loads(line)
-
-
-def _write(p: subprocess.Popen[str], obj: dict) -> None:
-    p.stdin.write(json.dumps(obj) + "\n")  # type: ignore[union-attr]
-    p.stdin.flush()  # type: ignore[union-attr]
 
 
 def run_trial(lab: NatLab, idle: dict | None = None) -> dict:
@@ -83,25 +50,25 @@ def run_trial(lab: NatLab, idle: dict | None = None) -> dict:
             *(x for ip in PUB_STUN for x in ("--stun", f"{ip}:{STUN_PORT}")),
             "--relay", f"{RELAY[0]}:{RELAY[1]}", "--count", str(COUNT)]))
     try:
-        stun = [_read(p, 20) for p in agents]
+        stun = [read_json(p, 20) for p in agents]
         for i, p in enumerate(agents):
-            _write(p, {"candidates": stun[1 - i]["mapped"], "window": WINDOW,
+            write_json(p, {"candidates": stun[1 - i]["mapped"], "window": WINDOW,
                        "prepunch": PREPUNCH})
-        punched = [_read(p, WINDOW + 10) for p in agents]
+        punched = [read_json(p, WINDOW + 10) for p in agents]
         for p in agents:
-            _write(p, {"cmd": "stop"})
+            write_json(p, {"cmd": "stop"})
         for p in agents:
-            assert _read(p, 10)["stage"] == "stopped"
+            assert read_json(p, 10)["stage"] == "stopped"
         direct = all(r["direct"] for r in punched)
         for p in agents:
-            _write(p, {"cmd": "data" if direct else "relay"})
-        data = [_read(p, 15) for p in agents]
+            write_json(p, {"cmd": "data" if direct else "relay"})
+        data = [read_json(p, 15) for p in agents]
         after = None
         if direct:
             for p in agents:
-                _write(p, idle or {"cmd": "exit"})
+                write_json(p, idle or {"cmd": "exit"})
             if idle:
-                after = [_read(p, idle["seconds"] + 10) for p in agents]
+                after = [read_json(p, idle["seconds"] + 10) for p in agents]
         for p in agents:
             p.wait(timeout=10)
     finally:
@@ -119,11 +86,10 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
 
 
-def run_mode(name: str, trials: int) -> dict:
-    mode_a, mode_b, clash, expect = MODES[name]
+def run_mode(make_lab, name: str, trials: int) -> dict:
+    expect = PAIRS[name][3]
     runs = []
-    with NatLab(mode_a, mode_b, clash=clash) as lab:
-        lab.wait_ready()
+    with make_lab(name) as lab:
         for _ in range(trials):
             runs.append(run_trial(lab))
     times = [r["time_to_direct"] for r in runs if r["direct"]]
@@ -151,11 +117,11 @@ def stats_file(tmp_path_factory: pytest.TempPathFactory):
                                                  f" p95 {p95 * 1e3:.0f} ms" if med else ""))
 
 
-@pytest.mark.parametrize("name", list(MODES))
-def test_mode(name: str, stats_file) -> None:
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_mode(name: str, stats_file, make_lab) -> None:
     path, summary = stats_file
     t0 = time.monotonic()
-    s = run_mode(name, TRIALS)
+    s = run_mode(make_lab, name, TRIALS)
     s["seconds"] = time.monotonic() - t0
     summary[name] = {k: v for k, v in s.items() if k != "runs"}
     (path.parent / f"{name}.json").write_text(json.dumps(s, indent=1))
@@ -183,10 +149,9 @@ def test_mode(name: str, stats_file) -> None:
 
 
 @pytest.mark.parametrize("keepalive", [0.5, 0.0], ids=["with-keepalive", "without"])
-def test_keepalive_holds_the_nat_mapping(keepalive: float) -> None:
+def test_keepalive_holds_the_nat_mapping(keepalive: float, make_lab) -> None:
     """Routers forget idle UDP flows after 2 s here; 0.5 s keepalives keep the path open."""
-    with NatLab("cone", "cone") as lab:
-        lab.wait_ready()
+    with make_lab("cone-cone") as lab:
         lab.set_udp_timeouts(2, 2)
         r = run_trial(lab, idle={"cmd": "idle", "seconds": 4.0, "keepalive": keepalive,
                                  "responder_delay": 0.3})
@@ -202,27 +167,21 @@ def test_keepalive_holds_the_nat_mapping(keepalive: float) -> None:
         assert lost[1] == 100
 
 
-def _lab_leftovers(tag: str) -> list[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in names.splitlines() if line.startswith(tag)]
-
-
 def test_lab_removed_on_sigterm() -> None:
-    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); from lab import NatLab\n"
+    script = ("import time; from aura_core.netlab import NatLab\n"
               "lab = NatLab('fullcone', 'symmetric').__enter__()\n"
               "print(lab.tag, *(p.pid for p in lab.procs), flush=True)\n"
               "time.sleep(60)\n")
-    p = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent)],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         tag, *pids = p.stdout.readline().split()  # type: ignore[union-attr]
-        assert len(_lab_leftovers(tag)) == 5 and pids
+        assert len(leftovers(tag)) == 5 and pids
         p.send_signal(15)
         assert p.wait(timeout=15) == 128 + 15
     finally:
         if p.poll() is None:
             p.kill()
-    assert _lab_leftovers(tag) == []
+    assert leftovers(tag) == []
     for pid in pids:  # coturn and the relay were stopped, not orphaned
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
 
@@ -231,6 +190,6 @@ def test_lab_removed_on_failure() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         with NatLab("cone", "symmetric") as lab:
             tag = lab.tag
-            assert len(_lab_leftovers(tag)) == 5
+            assert len(leftovers(tag)) == 5
             raise RuntimeError("boom")
-    assert _lab_leftovers(tag) == []
+    assert leftovers(tag) == []

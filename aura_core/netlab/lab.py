@@ -23,12 +23,19 @@ itself and the router then remaps our own punch to another port (the conntrack-c
 
 Cleanup: :meth:`NatLab.close` kills what it started and deletes every namespace it created; it
 runs from ``with``, from ``atexit`` and on SIGTERM, and is idempotent.
+
+Processes inside the lab are this package's modules (``ip netns exec <ns> python -m
+aura_core.netlab.<agent>``), so an installed wheel runs the lab: ``punch_agent`` (raw punching),
+``udp_relay`` (the stand-in relay), ``pub`` and ``peer`` (``aura-core demo --netlab``).  They
+talk JSON lines on stdio with the orchestrator (:func:`read_json` / :func:`write_json`).
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -41,18 +48,54 @@ PUB_STUN = ("100.64.0.1", "100.64.0.2")
 RELAY = ("100.64.0.3", 4000)
 STUN_PORT = 3478
 MODES = ("cone", "fullcone", "symmetric")
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+TOOLS = ("ip", "nft", "turnserver")
+
+# router-mode pairs the lab is run in: name -> (router A, router B, clash variant, expected path)
+PAIRS = {
+    "cone-cone": ("cone", "cone", False, "direct"),
+    "fullcone-symmetric": ("fullcone", "symmetric", False, "direct"),
+    "cone-symmetric": ("cone", "symmetric", False, "relay"),
+    "symmetric-symmetric": ("symmetric", "symmetric", False, "relay"),
+    "cone-cone-clash": ("cone", "cone", True, "direct"),
+}
 
 
 def missing_requirements() -> str | None:
     """Why the lab cannot run here, or None."""
     if os.geteuid() != 0:
         return "netlab needs root (network namespaces, nftables)"
-    for tool in ("ip", "nft", "turnserver"):
-        if shutil.which(tool) is None:
-            return f"netlab needs `{tool}` (apt-get install -y iproute2 nftables coturn)"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return (f"netlab needs {', '.join(f'`{t}`' for t in missing)} on PATH "
+                f"(apt-get install -y iproute2 nftables coturn)")
     return None
+
+
+def leftovers(tag: str) -> list[str]:
+    """Namespaces named with ``tag`` that still exist (a closed lab leaves none)."""
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in names.splitlines() if line.startswith(tag)]
+
+
+def read_json(p: subprocess.Popen[str], timeout: float) -> dict:
+    """The next JSON line from an agent's stdout, or TimeoutError / RuntimeError (it exited)."""
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+    try:
+        if not sel.select(timeout):
+            raise TimeoutError("agent did not answer in time")
+    finally:
+        sel.close()
+    line = p.stdout.readline()  # type: ignore[union-attr]
+    if not line:
+        err = p.stderr.read() if p.stderr else ""  # type: ignore[union-attr]
+        raise RuntimeError(f"agent exited: {err[-3000:]}")
+    return json.loads(line)
+
+
+def write_json(p: subprocess.Popen[str], obj: dict) -> None:
+    p.stdin.write(json.dumps(obj) + "\n")  # type: ignore[union-attr]
+    p.stdin.flush()  # type: ignore[union-attr]
 
 
 def _sh(*args: str, input: str | None = None) -> str:
@@ -239,8 +282,8 @@ class NatLab:
                             f"--log-file={s / 'turn.log'}", "--simple-log"], "turn.out")
 
     def _start_relay(self) -> None:
-        self._spawn("pub", [sys.executable, str(HERE / "relay.py"), RELAY[0], str(RELAY[1])],
-                    "relay.out")
+        self._spawn("pub", [sys.executable, "-m", "aura_core.netlab.udp_relay", RELAY[0],
+                            str(RELAY[1])], "relay.out")
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Until coturn answers on both addresses and the relay is up (probed from hA)."""
@@ -257,17 +300,29 @@ class NatLab:
             "    except OSError: pass\n"
             "sys.exit(1 if targets else 0)\n")
         r = subprocess.run(["ip", "netns", "exec", self.ns("hA"), sys.executable, "-c", probe,
-                            str(timeout)], capture_output=True, text=True, cwd=ROOT)
+                            str(timeout)], capture_output=True, text=True)
         if r.returncode != 0:
             log = (self.state / "turn.log").read_text(errors="replace")[-2000:] if (
                 self.state / "turn.log").exists() else ""
             raise RuntimeError(f"coturn did not answer: {r.stderr[-500:]} {log}")
 
-    def agent(self, host: str, args: list[str]) -> subprocess.Popen[str]:
-        """Start tests/netlab/agent.py inside host namespace ``hA``/``hB`` (JSON lines on stdio)."""
-        p = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(host), sys.executable, "-u", str(HERE / "agent.py"),
-             *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, cwd=ROOT)
+    def agent(self, ns: str, args: list[str], module: str = "punch_agent", *,
+              stderr_log: str | None = None) -> subprocess.Popen[str]:
+        """Start ``aura_core.netlab.<module>`` inside namespace ``ns`` (JSON lines on stdio).
+        ``stderr_log`` sends its stderr to that file of the lab's state directory instead of a
+        pipe (long-running agents: a full pipe would block them)."""
+        err = open(self.state / stderr_log, "wb") if stderr_log else subprocess.PIPE
+        try:
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns(ns), sys.executable, "-u", "-m",
+                 f"aura_core.netlab.{module}", *args], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=err, text=True)
+        finally:
+            if stderr_log:
+                err.close()  # type: ignore[union-attr]
         self.procs.append(p)  # type: ignore[arg-type]
         return p
+
+    def log_tail(self, name: str, chars: int = 2000) -> str:
+        path = self.state / name
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""

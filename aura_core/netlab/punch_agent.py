@@ -1,4 +1,5 @@
-"""One host's punch agent for the NAT lab: ``ip netns exec <host> python agent.py ARGS``.
+"""One host's punch agent for the NAT lab: ``ip netns exec <host> python -m
+aura_core.netlab.punch_agent ARGS`` (:meth:`NatLab.agent`).
 
 Talks JSON lines with the orchestrator (tests/netlab/test_netlab.py), which stands in for the
 descriptor exchange (rendezvous) and keeps both sides' start synchronised:
@@ -28,6 +29,7 @@ import hmac
 import json
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 from aura_core.asyncio.punch import keepalive, serve, set_rcvbuf, upgrade
 from aura_core.asyncio.stun import discover
@@ -80,11 +82,18 @@ class Data:
         return int.from_bytes(data[4:8], "big")
 
 
-async def exchange(send, recv, data: Data, count: int, timeout: float) -> dict:
-    """Send ``count`` datagrams, receive the peer's ``count``; report loss/dups/bad."""
+SKIP = -1  # a datagram that is not data (late punch, keepalive, handshake resend): ignored
+
+
+async def transfer(send: Callable[[int], None], recv: Callable[[], Awaitable[bytes]],
+                   decode: Callable[[bytes], int | None], base: int, count: int,
+                   timeout: float) -> dict:
+    """Send datagrams ``base .. base+count-1`` (``send(i)``), then receive until the peer's
+    ``count`` arrived or ``timeout``; ``decode`` gives a datagram's number, None (bad) or SKIP.
+    Reports loss, duplicates and bad datagrams."""
     loop = asyncio.get_running_loop()
-    for i in range(count):
-        send(data.make(i))
+    for i in range(base, base + count):
+        send(i)
         if i % 64 == 63:
             await asyncio.sleep(0)
     seen: set[int] = set()
@@ -95,16 +104,22 @@ async def exchange(send, recv, data: Data, count: int, timeout: float) -> dict:
             raw = await asyncio.wait_for(recv(), max(0.0, end - loop.time()))
         except (TimeoutError, asyncio.TimeoutError):
             break
-        if is_punch(raw):
-            continue  # a late punch from the peer, not data
-        seq = data.check(raw)
-        if seq is None or seq >= count:
+        seq = decode(raw)
+        if seq == SKIP:
+            continue
+        if seq is None or not base <= seq < base + count:
             bad += 1
         elif seq in seen:
             dups += 1
         else:
             seen.add(seq)
     return {"received": len(seen), "lost": count - len(seen), "dups": dups, "bad": bad}
+
+
+async def exchange(send, recv, data: Data, count: int, timeout: float) -> dict:
+    """``count`` authenticated datagrams each way (the relay stand-in's path)."""
+    return await transfer(lambda i: send(data.make(i)), recv,
+                          lambda raw: SKIP if is_punch(raw) else data.check(raw), 0, count, timeout)
 
 
 async def noise_exchange(sock: socket.socket, path: tuple[str, int], identity: IdentityKey,
@@ -158,36 +173,18 @@ async def noise_transfer(sock: socket.socket, path: tuple[str, int], session, co
     """``count`` sequence-numbered messages each way through the Noise datagram session."""
     loop = asyncio.get_running_loop()
     early = early if early is not None else []
-    for i in range(base, base + count):
-        sock.sendto(DATA + session.seal(i.to_bytes(4, "big") + bytes(28)), path)
-        if i % 64 == 63:
-            await asyncio.sleep(0)
-    seen: set[int] = set()
-    dups = bad = 0
-    end = loop.time() + timeout
-    while len(seen) < count and loop.time() < end:
-        if early:
-            raw = early.pop(0)
-        else:
-            try:
-                raw = await asyncio.wait_for(loop.sock_recv(sock, 70000),
-                                             max(0.0, end - loop.time()))
-            except (TimeoutError, asyncio.TimeoutError):
-                break
+
+    async def recv() -> bytes:
+        return early.pop(0) if early else await loop.sock_recv(sock, 70000)
+
+    def decode(raw: bytes) -> int | None:
         if raw[:1] != DATA:
-            continue  # late punches, keepalives, handshake retransmissions
+            return SKIP  # late punches, keepalives, handshake retransmissions
         plain = session.receive(raw[1:])  # None: failed auth or replay, dropped and counted
-        if plain is None:
-            bad += 1
-            continue
-        seq = int.from_bytes(plain[:4], "big")
-        if not base <= seq < base + count:
-            bad += 1
-            continue
-        if seq in seen:
-            dups += 1
-        seen.add(seq)
-    return {"received": len(seen), "lost": count - len(seen), "dups": dups, "bad": bad}
+        return None if plain is None else int.from_bytes(plain[:4], "big")
+
+    return await transfer(lambda i: sock.sendto(DATA + session.seal(i.to_bytes(4, "big") + bytes(28)),
+                                                path), recv, decode, base, count, timeout)
 
 
 async def main() -> None:

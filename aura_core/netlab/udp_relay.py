@@ -1,4 +1,5 @@
-"""Relay stand-in for the NAT lab (runs in the ``pub`` namespace): a tiny UDP forwarder.
+"""Relay stand-in for the NAT lab (``python -m aura_core.netlab.udp_relay HOST PORT`` in ``pub``):
+a tiny UDP forwarder for the punch agents.
 
 Datagram: ``from_id (16) || to_id (16) || payload``.  Every datagram registers ``from_id`` at its
 source address; if ``to_id`` is registered the datagram is forwarded unchanged to it.  A
