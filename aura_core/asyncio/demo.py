@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import dagcbor
 from .._sodium import random_bytes
@@ -126,7 +126,7 @@ async def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
 
 # -- steps shared with the NAT lab run (aura_core/netlab/peer.py runs one side of each) ----------
 
-def demo_config(**overrides: float) -> ConnectionConfig:
+def demo_config(**overrides: Any) -> ConnectionConfig:
     """The demo's connection timing: short keepalives and backoff, so a run takes seconds."""
     return dataclasses.replace(ConnectionConfig(keepalive_interval=0.2, direct_timeout=2.0,
                                                 punch_window=1.5, backoff_base=0.2,
@@ -375,8 +375,9 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
             await asyncio.wait_for(asyncio.gather(*(
                 establish(p, q.key.public, context_key, ctx, p is alice, cfg)
                 for p, q in ((alice, bob), (bob, alice)))), 20)
-            assert alice.conn is not None and bob.conn is not None
-            t.check("both sides derived one channel id", alice.conn.channel_id == bob.conn.channel_id)
+            ca, cb = alice.conn, bob.conn
+            assert ca is not None and cb is not None
+            t.check("both sides derived one channel id", ca.channel_id == cb.channel_id)
             channel_line(t, alice)
             for p in people:
                 record_channel(p, ctx, alice.id, bob.id)
@@ -385,31 +386,31 @@ async def run(out: TextIO = sys.stdout, *, messages: int = 20, workdir: str | No
             await _exchange(t, alice, bob, messages, "relay")
 
             # -- upgrade to direct ----------------------------------------------------------------
-            alice.conn.update_from_descriptor(desc["alice"])
-            bob.conn.update_from_descriptor(desc["bob"])
+            ca.update_from_descriptor(desc["alice"])
+            cb.update_from_descriptor(desc["bob"])
             t.say("both", "direct candidates from the descriptors; punching in the background "
                           "while the relay keeps carrying traffic")
-            direct = await wait_until(lambda: alice.conn.path == "direct" and bob.conn.path == "direct", 20)
+            direct = await wait_until(lambda: ca.path == "direct" and cb.path == "direct", 20)
             t.check("upgraded to direct", direct)
-            t.say("both", f"path now {alice.conn.path}: QUIC over the punched UDP sockets "
-                          f"(state {alice.conn.state.name})")
+            t.say("both", f"path now {ca.path}: QUIC over the punched UDP sockets "
+                          f"(state {ca.state.name})")
             await _exchange(t, alice, bob, messages, "direct")
             await _exchange(t, bob, alice, messages, "direct-back")
 
             # -- epoch rotation: a real re-handshake ----------------------------------------------
-            old_channel = alice.conn.channel_id
+            old_channel = ca.channel_id
             charged = [spent(p, ctx) for p in people]
             for p in people:
                 rotate_local(p, ctx, EPOCH + 1)
-            await asyncio.wait_for(alice.conn.rotate(EPOCH + 1), 15)
-            rotated = await wait_until(lambda: bob.conn.epoch == EPOCH + 1, 15)
-            t.check("epoch rotated on both sides", rotated and alice.conn.channel_id != old_channel)
+            await asyncio.wait_for(ca.rotate(EPOCH + 1), 15)
+            rotated = await wait_until(lambda: cb.epoch == EPOCH + 1, 15)
+            t.check("epoch rotated on both sides", rotated and ca.channel_id != old_channel)
             t.say("alice", f"epoch {EPOCH} → {EPOCH + 1}: re-handshake with the new epoch's PSK, "
-                           f"channel {alice.conn.channel_id.hex()[:16]}…; budgets reset")
+                           f"channel {(ca.channel_id or b'').hex()[:16]}…; budgets reset")
             await _exchange(t, alice, bob, messages, "epoch2")
 
-            stats_a, stats_b = alice.conn.stats, bob.conn.stats
-            final_path = alice.conn.path
+            stats_a, stats_b = ca.stats, cb.stats
+            final_path = ca.path
             t.say("stats", f"alice received {stats_a.get('data_relay_in', 0)} via relay, "
                            f"{stats_a.get('data_direct_in', 0)} direct; bob received "
                            f"{stats_b.get('data_relay_in', 0)} via relay, {stats_b.get('data_direct_in', 0)} direct")

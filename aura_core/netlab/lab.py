@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 PUB_STUN = ("100.64.0.1", "100.64.0.2")
 RELAY = ("100.64.0.3", 4000)
@@ -159,7 +160,7 @@ class NatLab:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.state = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
         self._closed = False
-        self._old_term = None
+        self._old_term: Any = None  # the SIGTERM handler we replaced
 
     def ns(self, role: str) -> str:
         return f"{self.tag}-{role}"

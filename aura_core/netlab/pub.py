@@ -44,7 +44,7 @@ async def main() -> None:
     ctx = ContextId(bytes.fromhex(c["ctx"]))
     server, signer, relay_key = await start_relay(bytes.fromhex(c["root"]), c["host"], c["relay_port"],
                                                   key=IdentityKey.from_seed(bytes.fromhex(c["seed"])))
-    sessions = []
+    sessions: list[object] = []
     with tempfile.TemporaryDirectory(prefix="aura-netlab-pub-") as tmp:
         store = JournalStore(f"{tmp}/pub.sqlite")
         sync = await journal_sync.serve(store, c["host"], c["sync_port"], contexts=[bytes(ctx)],

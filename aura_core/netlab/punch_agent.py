@@ -85,7 +85,7 @@ class Data:
 SKIP = -1  # a datagram that is not data (late punch, keepalive, handshake resend): ignored
 
 
-async def transfer(send: Callable[[int], None], recv: Callable[[], Awaitable[bytes]],
+async def transfer(send: Callable[[int], object], recv: Callable[[], Awaitable[bytes]],
                    decode: Callable[[bytes], int | None], base: int, count: int,
                    timeout: float) -> dict:
     """Send datagrams ``base .. base+count-1`` (``send(i)``), then receive until the peer's

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +77,37 @@ def test_demo_modes_need_netlab() -> None:
         assert "nat-free" in proc.stderr and "choose from cone-cone" in proc.stderr
     else:  # no lab here: the missing requirement is reported first
         assert proc.returncode == 2 and "netlab needs" in proc.stderr
+
+
+@pytest.mark.netlab
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)],
+                         ids=["ctrl-c", "sigterm"])
+def test_demo_netlab_interrupted_removes_the_lab(sig: int, code: int) -> None:
+    # the whole process group gets the signal, as from a terminal's Ctrl-C
+    p = subprocess.Popen([sys.executable, "-m", "aura_core", "demo", "--netlab"], text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        tag = None
+        for line in p.stdout:  # type: ignore[union-attr]
+            if m := re.search(r"namespaces (al\d+)-\{", line):
+                tag = m.group(1)
+            if tag and "published its descriptor" in line:  # mid-story: agents are running
+                break
+        assert tag is not None and len(leftovers(tag)) == 5
+        inside = [pid for ns in leftovers(tag) for pid in subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
+        assert len(inside) >= 4  # coturn, the udp relay stand-in, pub, alice, bob
+        os.killpg(p.pid, sig)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == code, err
+    assert "Traceback" not in err
+    if sig == signal.SIGINT:
+        assert "interrupted: the lab's namespaces were removed" in out
+    assert leftovers(tag) == []
+    alive = [pid for pid in inside if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == []
