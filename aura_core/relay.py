@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -207,6 +208,7 @@ def envelope_id(deliver_frame: bytes) -> bytes:
 
 
 _ENVELOPE_BASE: Final = hashlib.blake2b(digest_size=32, person=ENVELOPE_TAG)
+_U32: Final = struct.Struct(">I")
 
 
 def chain_owner(dst: bytes, workers: int) -> int:
@@ -311,6 +313,7 @@ class RelayCore:
         self.metrics = RelayMetrics()
         self.observer = observer
         self.remote_out: list[tuple[int, bytes, bytes]] = []
+        self.last_depth = 0  # queue depth of the connection :meth:`receive` last queued for
         self.last_auth_failure = ""
         self._authorize = authorize
         self._rand = rand
@@ -472,6 +475,7 @@ class RelayCore:
         dst.queue.append(frame)
         dst.queued_bytes += size
         dst.enqueued += 1
+        self.last_depth = len(dst.queue)
         m.forwarded += 1
         m.forwarded_bytes += len(message) - HEADER_LEN
         if self.observer is not None:
@@ -508,6 +512,7 @@ class RelayCore:
         dst.queue.append(frame)
         dst.queued_bytes += len(frame)
         dst.enqueued += 1
+        self.last_depth = len(dst.queue)
         self.metrics.forwarded += 1
         return [dst.conn_id], None
 
@@ -748,7 +753,8 @@ class ReceiptWindows:
             w = self._open[key] = _Win(now)
         n = len(frame) - HEADER_LEN  # envelope_id(frame), inlined: this runs per forward
         h = _ENVELOPE_BASE.copy()
-        h.update(frame[1:HEADER_LEN] + n.to_bytes(4, "big") + (frame[-min(32, n):] if n else b""))
+        h.update(frame[1:HEADER_LEN] + _U32.pack(n) + frame[-32:] if n >= 32
+                 else frame[1:HEADER_LEN] + _U32.pack(n) + frame[HEADER_LEN:])
         w.ids.append(h.digest())
         w.cost += COST_RELAY_FORWARD
         if w.cost >= self.max_cost:
