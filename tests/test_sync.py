@@ -347,9 +347,11 @@ def test_root_counts_size_the_first_split():
     behind = store_with(range(100, 5000))
     ra, rb = Reconciler(a.sorted_ids(CTX)), Reconciler(behind.sorted_ids(CTX))
     assert rb._root_estimate(ra.root_counts()) [:2] == (100.0, False)  # one-sided: all counted
-    assert rb._root_estimate(b"") == (8.0, False, -1)                 # no counts: the default guess
+    assert rb._root_estimate(b"") == (8.0, False, -1, False)          # no counts: the default guess
+    assert not rb._root_estimate(ra.root_counts())[3]
     diverged = Reconciler(store_with(range(50, 5050)).sorted_ids(CTX))
-    assert diverged._root_estimate(ra.root_counts())[0] > 50
+    est, _, _, two_sided = diverged._root_estimate(ra.root_counts())
+    assert est > 50 and two_sided
     sa = SyncSession(a.view(CTX), "B", initiator=True)
     sb = SyncSession(behind.view(CTX), "A", initiator=False)
     sa.start()
@@ -623,3 +625,70 @@ def test_id_lists_for_large_ranges_or_wrong_bitmaps_fail_the_session():
     r.data_to_send()
     r.receive(encode_message(SyncMessage(want_idx=[(8, 3, 9, b"\xff\x80")])))  # not our count
     assert r.failed and s.digest(CTX).count == 600
+
+
+def _sessions_with_log(ja, jb):
+    """Pump two sessions in memory, keeping every decoded message as ("A" | "B", message)."""
+    sa, sb = SyncSession(ja, "B", initiator=True), SyncSession(jb, "A", initiator=False)
+    sa.start()
+    log = []
+    for _ in range(100):
+        moved = False
+        for src, dst, who in ((sa, sb, "A"), (sb, sa, "B")):
+            for d in src.data_to_send():
+                log.append((who, decode_message(d)))
+                dst.receive(d)
+                moved = True
+        if not moved:
+            break
+    assert not sa.failed and not sb.failed and ja.digest() == jb.digest()
+    return sa, log
+
+
+@pytest.mark.parametrize("shape", ["adjacent", "diverged"])
+def test_few_differences_of_both_sides_are_settled_from_the_root_power_sums(shape):
+    # adjacent: 2 + 2 extras in one root child, so every COUNTS entry cancels; diverged: 2 + 2 in
+    # distinct children.  Either way the responder's first reply carries the root's power sums
+    # (and root-child fingerprints as the fallback), and the initiator settles all four at once.
+    from bench.sync_report import exclusives, universe_of
+    u = universe_of(5000)
+    for seed in range(3):
+        a_only, b_only = exclusives(shape, len(u), 4, random.Random(seed))
+        ja, jb = u.journal_without(b_only), u.journal_without(a_only)
+        sa, log = _sessions_with_log(ja, jb)
+        (_, first), (_, reply), (_, settle) = log[:3]
+        assert [(k, p, c) for k, p, c, _ in reply.moments] == [(0, 0, len(u) - 2)]
+        assert [(s.k, s.b, s.fp) for s in reply.splits] == [(0, 4, True)]
+        assert len(settle.facts) == 2 and len(settle.want_keys) == 2 and not settle.splits
+        assert sa.stats.round_trips == 2
+
+
+def test_no_power_sums_below_a_range_whose_sums_did_not_decode():
+    # 30 differences alternating sides in a row: the root's power sums (sent because the COUNTS
+    # cancel) cannot decode them; the peer's split inside the root tells the responder so, and
+    # it sends no more power sums (each would cost 200 bytes for nothing)
+    from bench.sync_report import exclusives, universe_of
+    u = universe_of(200_000)  # big enough that the chase does not reach id lists at once
+    a_only, b_only = exclusives("adjacent", len(u), 30, random.Random(1))
+    _, log = _sessions_with_log(u.journal_without(b_only), u.journal_without(a_only))
+    sent = [(who, k) for who, m in log for k, _, _, _ in m.moments]
+    assert sent == [("B", 0)]
+
+
+def test_pair_factor_inverts_the_mean_count_difference_of_poisson_extras():
+    import math
+
+    from aura_core.journal.reconcile import PAIR_FACTOR, _mean_abs_skellam, pair_factor
+
+    def brute(lam):  # E|x - y| for x, y ~ Poisson(lam), summed directly
+        p = [math.exp(-lam) * lam ** k / math.factorial(k) for k in range(60)]
+        return sum(p[x] * p[y] * abs(x - y) for x in range(60) for y in range(60))
+
+    for lam in (0.01, 0.2, 0.7, 1.5, 3.0):
+        assert _mean_abs_skellam(lam) == pytest.approx(brute(lam), rel=1e-9)
+        m = brute(lam)
+        if 2 * lam / m < PAIR_FACTOR:
+            assert pair_factor(m) == pytest.approx(2 * lam / m, rel=1e-6)
+    factors = [pair_factor(t / 16) for t in range(0, 64)]
+    assert factors[0] == 1.0 and factors[1] < 1.05  # sparse: hardly any pair cancels
+    assert factors == sorted(factors) and factors[-1] == PAIR_FACTOR

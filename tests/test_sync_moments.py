@@ -117,6 +117,9 @@ def test_sorted_ids_agree_with_reference_on_both_cell_paths(seed):
     ids = SortedIds(blob)
     p1, p2, s3 = ref.prefix_moments(blob, CHECKPOINT)
     assert (ids._p1, ids._p2, ids.s3) == (p1, p2, s3)
+    whole = ids.power_sums(0, 5000, 12)
+    whole[0] += 1  # callers get a copy of the cached root sums
+    assert ids.power_sums(0, 5000, 12) == ref.power_sums(blob, 0, 5000, 12)
     for i, j in [(0, 0), (0, 5000), (7, 4100), (64, 128), (4999, 5000), (63, 65)]:
         ks = ref.keys(blob, i, j)
         assert ids.cell(i, j) == (j - i, sum(ks) % P, sum(e * e for e in ks) % P)

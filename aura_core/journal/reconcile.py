@@ -23,8 +23,9 @@ quadratic or a cubic over GF(P)).  Then:
                                       difference per child (from the count difference, the root
                                       COUNTS, or the fraction of unequal siblings).
 
-A difference that stays *clustered* (alone among its siblings, or in one root child by the
-COUNTS) in a range of at most MOMENTS_RANGE facts, with a count difference below MOMENTS_M, is
+A difference that stays *clustered* (alone among its siblings, in one root child by the COUNTS,
+or in no root child by the COUNTS: extras of both sides cancelling within children, so the root
+itself) in a range of at most MOMENTS_RANGE facts, with a count difference below MOMENTS_M, is
 sent as that range's power sums Σ key^1..Σ key^12 (MOMENTS, 192 bytes): the peer decodes up to
 eleven differences there at once (:func:`decode_moments`: the difference is the reduced fraction
 Π(1 - x t) / Π(1 - y t), a Padé approximant of exp(-Σ p_j t^j / j)).  Unless the count
@@ -33,9 +34,11 @@ splits (count + 8 bytes per child) wide enough that the
 cluster's child can be listed next; at the root, the COUNTS' child is chased in the first reply
 while the other root children get fingerprints.  A wrong guess costs one more step for that
 range, never a wrong result: every fact is checked by its hash on receipt and the journals'
-digests are compared after each session.
+digests are compared after each session.  A peer that splits inside a range we sent power sums
+for could not decode them: no moments below it either.
 
-This module is pure (no store, no I/O): :class:`SortedIds` is a snapshot of one side's hashes,
+This module is pure (no store, no I/O): :class:`SortedIds` is a snapshot of one side's hashes
+(its scans, power sums and searches run in C: :mod:`aura_core._reconcile`),
 :class:`Reconciler` turns received :class:`SyncMessage` s into queued pushes, wants, splits and
 lists, and :func:`encode_message` / :func:`decode_message` are the wire format (version 3,
 docs/wire.md "journal sync"), decoded with hard limits so peer input cannot grow memory without
@@ -89,7 +92,7 @@ TAG_ACKS: Final = 12       # fact hashes we received with an ack request, now pe
 TAG_MOMENTS: Final = 13    # count and power sums Σkey^1..Σkey^m of one range (a small cluster)
 MOMENTS_M = 12             # power sums we send: decode up to 11 differences in the range
 MAX_MOMENTS: Final = 16    # most power sums a peer may send per range (bounds our work)
-MOMENTS_RANGE = 1 << 24    # we send moments only for ranges holding at most this many facts
+MOMENTS_RANGE = 1 << 24    # most facts in a range we send moments for (~0.1 s of C at 1M)
 ID_BYTES: Final = 8
 IDLIST_MAX = 64            # a range this small (either side) is listed, not split
 CLUSTER_EXTRA_BITS = 2     # extra fan-out bits for a difference found clustered
@@ -108,6 +111,7 @@ FANOUT_FACTOR = 1.5        # cells per estimated difference when a range is spli
 COUNTED_FACTOR = 1.0       # ... when the estimate is a count difference rather than a guess
 ROOT_FACTOR = 1.0          # the same at the root (its cells hold the most facts, so cost most)
 ROOT_ESTIMATE = 8.0        # differences assumed at the root when the counts say nothing
+PAIR_FACTOR = 2.5          # most differences per unit of Σ|Δcount| when both sides hold extras
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,34 @@ def _sqrt(a: int) -> int | None:
     """A square root in GF(P) (P = 3 mod 4), or None."""
     r = pow(a, (P + 1) // 4, P)
     return r if r * r % P == a % P else None
+
+
+def _mean_abs_skellam(lam: float) -> float:
+    """E|x - y| for independent x, y ~ Poisson(lam): 2 lam e^(-2 lam) (I0(2 lam) + I1(2 lam))."""
+    h = lam  # z / 2 with z = 2 lam
+    i0 = i1 = 0.0
+    term = 1.0  # h^(2k) / (k!)^2
+    for k in range(60):
+        i0 += term
+        i1 += term * h / (k + 1)
+        term *= h * h / ((k + 1) * (k + 1))
+    return 2 * lam * math.exp(-2 * lam) * (i0 + i1)
+
+
+def pair_factor(m: float) -> float:
+    """Differences per unit of |Δcount| when each side's extras in a cell are Poisson(λ) and
+    the cells' mean |Δcount| is ``m``: E[x + y] / E|x - y| at the λ giving m, at most
+    PAIR_FACTOR.  Near 1 when differences are sparse (few cancel), PAIR_FACTOR once about one
+    and a half per side share each cell."""
+    lo, hi = 0.0, 4.0  # at λ = 4 the ratio is already over PAIR_FACTOR
+    if m <= 0:
+        return 1.0
+    if m >= _mean_abs_skellam(hi):
+        return PAIR_FACTOR
+    for _ in range(40):  # E|x - y| grows with λ
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _mean_abs_skellam(mid) < m else (lo, mid)
+    return max(1.0, min(PAIR_FACTOR, 2 * lo / m))
 
 
 def decode_cell(dc: int, d1: int, d2: int) -> tuple[list[int], list[int]] | None:
@@ -396,7 +428,7 @@ class SortedIds:
     (:mod:`aura_core._reconcile`, GIL released); lookups stay here.
     """
 
-    __slots__ = ("blob", "n", "_p1", "_p2", "s3")
+    __slots__ = ("blob", "n", "_p1", "_p2", "s3", "_whole")
 
     def __init__(self, blob: bytes) -> None:
         if len(blob) % 32:
@@ -405,6 +437,7 @@ class SortedIds:
         self.n = len(blob) // 32
         # s3: Σ key^3 of the whole set (only the root carries a third moment)
         self._p1, self._p2, self.s3 = _reconcile.prefix_moments(blob, CHECKPOINT)
+        self._whole: dict[int, list[int]] = {}  # the whole set's power sums, by m (root MOMENTS)
 
     @classmethod
     def of(cls, hashes: list[bytes]) -> SortedIds:
@@ -437,7 +470,11 @@ class SortedIds:
 
     def power_sums(self, i: int, j: int, m: int) -> list[int]:
         """Σ key^1 .. Σ key^m (mod P) over positions [i, j): O((j - i) m), in C."""
-        return _reconcile.power_sums(self.blob, i, j, m)
+        if i or j != self.n:
+            return _reconcile.power_sums(self.blob, i, j, m)
+        if m not in self._whole:  # a snapshot serves every peer's session: sum the root once
+            self._whole[m] = _reconcile.power_sums(self.blob, 0, j, m)
+        return list(self._whole[m])
 
     def cells(self, k: int, p: int, b: int) -> tuple[list[int], list[tuple[int, int, int]]]:
         """Positions and cells (count, Σ key, Σ key^2) of the 2^b children of range (k, p).
@@ -940,36 +977,46 @@ class Reconciler:
         self.want_keys.extend((0, 0, y) for y in other)
         return True
 
-    def _root_estimate(self, counts: bytes) -> tuple[float, bool, int]:
+    def _root_estimate(self, counts: bytes) -> tuple[float, bool, int, bool]:
         """Differences expected at the root, from the peer's per-child counts if it sent them.
 
         Σ|Δc| over children counts every difference when one side holds all the extras (the
-        signed sum then has the same magnitude); when both sides hold extras they partly cancel
-        within a child, so the sum is scaled up (2.5 ≈ E[x+y] / E|x-y| for Poisson x, y ~ 1.5).
-        The difference looks clustered when at most one child's count differs (the root cell
-        could not be decoded, so there are at least three differences).
+        signed sum then has the same magnitude); when both sides hold extras (``two_sided``) they
+        partly cancel within a child, so the sum is scaled up by :func:`pair_factor` (E[x+y] /
+        E|x-y| for Poisson x, y: ~1 when sparse, 2.5 when dense).  The difference looks clustered when at most one child's count differs (the
+        root cell could not be decoded, so there are at least three differences).
         """
         if not counts:
-            return ROOT_ESTIMATE, False, -1
+            return ROOT_ESTIMATE, False, -1, False
         ours = self.root_counts(len(counts).bit_length() - 1)
         deltas = [((o - t + 128) & 0xFF) - 128 for o, t in zip(ours, counts)]
         total = sum(abs(d) for d in deltas)
-        est = max(3.0, float(total) if abs(sum(deltas)) == total else 2.5 * total)
+        two_sided = abs(sum(deltas)) != total
+        est = max(3.0, total * pair_factor(total / len(deltas)) if two_sided else float(total))
         nonzero = [c for c, d in enumerate(deltas) if d]
-        return est, len(nonzero) <= 1, nonzero[0] if len(nonzero) == 1 else -1
+        return est, len(nonzero) <= 1, nonzero[0] if len(nonzero) == 1 else -1, two_sided
 
     def _narrow_root(self, counts: bytes, oc: int, tc: int) -> None:
-        est, clustered, child = self._root_estimate(counts)
+        est, clustered, child, two_sided = self._root_estimate(counts)
+        b0 = len(counts).bit_length() - 1
+        if counts and (clustered and child < 0 or two_sided and est <= (MOMENTS_M - 1) / 2) \
+                and self._moments_fit(0, 0, oc, oc - tc):
+            # few differences of both sides, or extras cancelling within every root child: the
+            # root's power sums settle up to eleven wherever they are (at ~a third of the cost
+            # of full cells); the children's fingerprints find them if there are more
+            self._send_moments(0, 0, 0, oc)
+            self._queue_split(0, 0, 0.0, b_fixed=b0, fp=True)
+            return
         if not (clustered and child >= 0 and max(oc, tc) > IDLIST_MAX):
             self._narrow(0, 0, 0, oc, oc, tc, est, clustered)
             return
         # the counts put every difference in one root child: fingerprint the root's children
-        # (a check that nothing hides elsewhere) and chase that child in the same message
-        b0 = len(counts).bit_length() - 1
+        # (a check that nothing hides elsewhere, and the fallback for that child's power sums)
+        # and chase that child in the same message
         self._queue_split(0, 0, 0.0, b_fixed=b0, fp=True)
         i, j = self._range_pos(b0, child)
         delta = ((j - i - counts[child] + 128) & 0xFF) - 128
-        self._narrow(b0, child, i, j, j - i, j - i - delta, est, True)
+        self._narrow(b0, child, i, j, j - i, j - i - delta, est, True, chase=False)
 
     def _process_moments(self, k: int, p: int, tc: int, sums: tuple[int, ...], split: bool) -> bool:
         """Compare a peer's power sums of a range: settled (True), or narrowed unless ``split``
@@ -993,7 +1040,8 @@ class Reconciler:
             return self._resolve(k, p, i, j, cell, (tc, 0, 0)) if oc != tc else True
         self._big.add((k, p))  # too many differences: no moments for its subranges either
         if not split:
-            self._narrow(k, p, i, j, oc, tc, float(max(abs(oc - tc), len(sums))), True)
+            # chased as wide as a cluster of a few differences: reaching listable ranges matters
+            self._narrow(k, p, i, j, oc, tc, float(max(abs(oc - tc), 3)), True)
         return False
 
     def _process_split(self, sp: Split, nested: set[tuple[int, int]] = set()) -> None:
@@ -1012,11 +1060,15 @@ class Reconciler:
         m, q = len(sp.cells), len(unequal)
         d_est = m * math.log(m / (m - q)) if q < m else m * (math.log(m) + 1.0)
         per_child = max(3.0, d_est / q)
+        # one unequal child among many, or two neighbours (a cluster across their boundary)
+        clustered = m >= 8 and (q == 1 or q == 2 and unequal[1] == unequal[0] + 1)
+        if sp.fp and not clustered:  # an unequal fingerprint child may hold a single difference
+            per_child = max(1.5, d_est / q)
         for c in unequal:
             if (kc, base | c) in nested:  # the same message splits it further: compared there
                 continue
             self._compare(kc, base | c, starts[c], starts[c + 1], cells[c], sp.cells[c], per_child,
-                          q == 1 and m >= 8, sp.fp)
+                          clustered, sp.fp)
 
     def _compare(self, k: int, p: int, i: int, j: int, ours: tuple[int, int, int],
                  theirs: tuple[int, int, int], est: float, clustered: bool = False,
@@ -1049,8 +1101,19 @@ class Reconciler:
                 return True
         return False
 
+    def _moments_fit(self, k: int, p: int, oc: int, dc: int) -> bool:
+        """Our power sums of range (k, p) could settle it: not too many facts or differences,
+        not sent before, and not inside a range whose power sums did not decode."""
+        return IDLIST_MAX < oc <= MOMENTS_RANGE and abs(dc) < MOMENTS_M and (k, p) not in self._split \
+            and not any(_within(k, p, kb, pb) for kb, pb in self._big)
+
+    def _send_moments(self, k: int, p: int, i: int, j: int) -> None:
+        self._mom_sent.add((k, p))
+        self._charge((j - i) * MOMENTS_M // 8)
+        self.moments_out.append((k, p, j - i, tuple(self.ids.power_sums(i, j, MOMENTS_M))))
+
     def _narrow(self, k: int, p: int, i: int, j: int, oc: int, tc: int, est: float,
-                clustered: bool) -> None:
+                clustered: bool, chase: bool = True) -> None:
         """An unresolved range: list it if small, else split it (chasing it if clustered)."""
         dc = oc - tc
         if max(oc, tc) <= IDLIST_MAX and j > i:  # list our ids: the peer resolves it in one step
@@ -1060,23 +1123,19 @@ class Reconciler:
         # a clustered difference (alone among its siblings) is chased with extra fan-out, up to
         # children small enough to be listed next time
         size = max(oc, tc) if clustered else 0
-        if clustered and IDLIST_MAX < oc <= MOMENTS_RANGE and abs(dc) < MOMENTS_M \
-                and (k, p) not in self._split \
-                and not any(_within(k, p, kb, pb) for kb, pb in self._big):
+        if clustered and self._moments_fit(k, p, oc, dc):
             # a small cluster in a big range: our power sums let the peer decode up to
             # MOMENTS_M - 1 differences at once; a one-sided cluster (|dc| = its size) that fits
-            # needs nothing else, any other is also chased in case it is bigger
-            self._split.add((k, p))
-            self._mom_sent.add((k, p))
-            self._charge(oc * MOMENTS_M // 8)
-            self.moments_out.append((k, p, oc, tuple(self.ids.power_sums(i, j, MOMENTS_M))))
-            if 3 <= abs(dc) < MOMENTS_M:
+            # needs nothing else, nor one whose fallback the caller sends; any other is also
+            # chased in case it is bigger
+            self._send_moments(k, p, i, j)
+            if 3 <= abs(dc) < MOMENTS_M or not chase:
+                self._split.add((k, p))
                 return
-            self._split.discard((k, p))  # and the chase below, should the cluster be bigger
         if abs(dc) >= max(3.0, est):  # the count difference is a solid estimate
             self._queue_split(k, p, abs(dc), COUNTED_FACTOR, size)
         else:
-            self._queue_split(k, p, max(est, 3.0), 0.0, size)
+            self._queue_split(k, p, max(est, 1.5), 0.0, size)
 
     def _push_range(self, k: int, p: int) -> None:
         lo, hi = range_bounds(k, p)
@@ -1099,7 +1158,10 @@ class Reconciler:
             b = math.ceil(math.log2(factor * est))
             fp = size > IDLIST_MAX  # chasing a cluster: cheap cells, wide enough to list next time
             if fp:
-                b = max(b, min(b + CLUSTER_EXTRA_BITS, math.ceil(math.log2(2 * size / IDLIST_MAX))))
+                # children of ~IDLIST_MAX / 2 facts (so few exceed IDLIST_MAX, and the cluster's
+                # child is listed next) if that costs at most one bit more than the extra bits
+                want = math.ceil(math.log2(2 * size / IDLIST_MAX))
+                b = max(b, want if want <= b + CLUSTER_EXTRA_BITS + 1 else b + CLUSTER_EXTRA_BITS)
         b = max(1, min(MAX_FANOUT_BITS, MAX_DEPTH - k, b))
         while b > 1 and (1 << b) > self._cells_left:  # keep what one message makes us build bounded
             b -= 1
