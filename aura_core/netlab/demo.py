@@ -169,7 +169,7 @@ def _row(r: dict) -> tuple[str, ...]:
     else:
         direct_t = "—"
     return (r["mode"], f"{path} (expected {r['expect']})", msgs, relay_t, direct_t,
-            "ok" if r["ok"] else "FAILED")
+            f"ok, {r['checks']} checks" if r["ok"] else "FAILED")
 
 
 def run(out: TextIO = sys.stdout, *, modes: tuple[str, ...] = DEFAULT_MODES, messages: int = 20) -> int:

@@ -31,9 +31,10 @@ def test_demo_netlab_default_modes() -> None:
     summary = out[out.index("\nsummary"):]
     rows = {line.split()[0]: line for line in summary.splitlines()[2:] if line.startswith("  ")}
     cone, sym = rows["cone-cone"], rows["symmetric-symmetric"]
-    assert re.search(r"direct \(expected direct\)\s+300 ok\s+[\d.]+ s\s+[\d.]+ s\s+ok$", cone), cone
+    assert re.search(r"direct \(expected direct\)\s+300 ok\s+[\d.]+ s\s+[\d.]+ s\s+ok, \d+ checks$",
+                     cone), cone
     assert re.search(r"relay \(expected relay\)\s+300 ok\s+[\d.]+ s\s+fallback \(\d attempts?, "
-                     r"[\d.]+ s\)\s+ok$", sym), sym
+                     r"[\d.]+ s\)\s+ok, \d+ checks$", sym), sym
     assert out.rstrip().endswith("2 of 2 modes as expected")
     # the trace says what happened: STUN saw each NAT, the symmetric pair fell back
     assert "mapping endpoint-independent" in out and "mapping endpoint-dependent" in out
