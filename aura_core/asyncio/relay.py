@@ -270,7 +270,6 @@ class _MeshLink(asyncio.Protocol):
             self._buf.clear()
         server = self.server
         deliver = server.core.deliver_remote
-        woken = server._pending_wake
         now = _clock()
         head, fwd = _HEAD.unpack_from, _FWD.unpack_from
         off, n = 0, len(data)
@@ -284,7 +283,7 @@ class _MeshLink(asyncio.Protocol):
                 dst, t0 = fwd(data, off)[2:]
                 conn_id = deliver(dst, data[off + 29:end], now)
                 if conn_id is not None:
-                    woken.add(conn_id)
+                    server._pending_wake.add(conn_id)
                     if t0:
                         server._sample(conn_id, t0)
             elif size:
@@ -455,6 +454,7 @@ class _Link:
     popped: int = 0
     samples: deque[tuple[int, float]] = field(default_factory=deque)
     paused: bool = False                                  # reading paused (back-pressure)
+    writing: bool = False                                 # the writer task is mid-batch
     blocked: list[_Link] = field(default_factory=list)    # senders waiting for this reader
 
 
@@ -618,7 +618,7 @@ class RelayServer:
                 # websockets parses it (no per-message future, no async iteration)
                 assert isinstance(ws, _RelayConnection)
                 ws.relay_start(functools.partial(self._on_message, conn_id, link),
-                               functools.partial(self._flush_remote, link), core.config.max_frame)
+                               functools.partial(self._after_read, link), core.config.max_frame)
                 link.writer = asyncio.create_task(self._write_loop(conn_id, link))
             await ws.send(first)
             if link.writer is None:
@@ -655,7 +655,7 @@ class RelayServer:
                 if self._sample_tick >= self.sample_every:
                     self._sample_tick = 0
                     target.samples.append((core.enqueued_count(other), now))
-                target.wake.set()
+                self._pending_wake.add(other)  # written at the end of this read
                 if (core.last_depth >= self._high_water and not link.paused
                         and target is not link and not self._closing):
                     # Back-pressure: stop reading this sender (TCP pushes back) until the
@@ -747,15 +747,20 @@ class RelayServer:
                 link.blocked.append(sender)
                 asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, sender)
 
-    def _wake(self, conn_id: int) -> None:
-        self._pending_wake.add(conn_id)
+    def _after_read(self, sender: _Link) -> None:
+        """End of one read's messages: frames for other workers leave, queued ones are written."""
+        if self.core.remote_out:
+            self._flush_remote(sender)
+        if self._pending_wake:
+            self._flush_wakes()
 
     def _flush_wakes(self) -> None:
-        for conn_id in self._pending_wake:
+        pending = self._pending_wake
+        self._pending_wake = set()  # (writing may resume senders whose frames wake others)
+        for conn_id in pending:
             link = self._links.get(conn_id)
             if link is not None:
-                link.wake.set()
-        self._pending_wake.clear()
+                self._write_now(conn_id, link)
 
     def _sample(self, conn_id: int, t0: float) -> None:
         """Time the frame just queued for ``conn_id`` (read at ``t0``) until it is written."""
@@ -851,29 +856,53 @@ class RelayServer:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def _write_some(self, conn_id: int, link: _Link) -> int:
+        """Pop one batch for a connection and write it (one transport write); frames written."""
+        frames = self.core.pop_outgoing(conn_id, 256)
+        if not frames:
+            return 0
+        link.popped += len(frames)
+        _write_frames(link.ws, frames)
+        samples = link.samples
+        if samples:
+            now = _clock()
+            while samples and samples[0][0] <= link.popped:
+                self.latency.observe(now - samples.popleft()[1])
+        return len(frames)
+
+    def _write_now(self, conn_id: int, link: _Link) -> None:
+        """Write a connection's queue at the end of the read that filled it (no task switch, no
+        extra loop iteration); its writer task takes over once the socket is full."""
+        ws = link.ws
+        if link.writing or ws.paused or link.writer is None:
+            link.wake.set()
+            return
+        try:
+            while self._write_some(conn_id, link):
+                if ws.paused:
+                    link.wake.set()  # the writer waits for the drain, bounded by write_timeout
+                    return
+        except ConnectionClosed:
+            link.wake.set()  # the writer finds it closed and lets go of the connection
+            return
+        if link.blocked:  # next iteration: resuming a sender here could recurse once per batch
+            asyncio.get_running_loop().call_soon(self._release_blocked, link)
+
     async def _write_loop(self, conn_id: int, link: _Link) -> None:
         core, ws = self.core, link.ws
         try:
             while True:
                 await link.wake.wait()
                 link.wake.clear()
-                while True:
-                    frames = core.pop_outgoing(conn_id, 256)
-                    if not frames:
-                        if link.blocked:
-                            self._release_blocked(link)
-                        break
-                    link.popped += len(frames)
-                    _write_frames(ws, frames)
+                link.writing = True
+                while self._write_some(conn_id, link):
                     if ws.paused:  # the socket is full: wait, but not forever
                         # a reader slower than write_timeout is dropped, not buffered without bound
                         async with asyncio.timeout(self.write_timeout):
                             await ws.drain()
-                    samples = link.samples
-                    if samples:
-                        now = _clock()
-                        while samples and samples[0][0] <= link.popped:
-                            self.latency.observe(now - samples.popleft()[1])
+                link.writing = False
+                if link.blocked:
+                    self._release_blocked(link)
         except (ConnectionClosed, asyncio.TimeoutError):
             _log("slow_or_gone_reader", worker=self.worker, conn=conn_id)
             with contextlib.suppress(Exception):
