@@ -309,6 +309,9 @@ class RelayCore:
         if rand is None:
             from ._sodium import random_bytes as rand
         self.config = config or RelayConfig()
+        cfg = self.config  # per-frame limits as plain attributes (read on every frame)
+        self._max_frame, self._rate, self._burst = cfg.max_frame, cfg.rate, cfg.burst
+        self._queue_limit, self._queue_bytes = cfg.queue_limit, cfg.queue_bytes
         self.ledger = ledger if ledger is not None else FlowLedger()
         self.metrics = RelayMetrics()
         self.observer = observer
@@ -425,15 +428,14 @@ class RelayCore:
         if len(message) < HEADER_LEN or message[0] != _SEND:
             m.drop_malformed += 1
             return [], None
-        if len(message) > self.config.max_frame:
+        if len(message) > self._max_frame:
             m.drop_oversize += 1
             return [], None
         # token bucket (flood protection)
-        cfg = self.config
-        tokens = conn.tokens + (now - conn.refilled) * cfg.rate
+        tokens = conn.tokens + (now - conn.refilled) * self._rate
         conn.refilled = now
-        if tokens > cfg.burst:
-            tokens = cfg.burst
+        if tokens > self._burst:
+            tokens = self._burst
         if tokens < 1.0:
             conn.tokens = tokens
             m.drop_rate_limited += 1
@@ -464,14 +466,14 @@ class RelayCore:
             m.drop_unknown_destination += 1
             return [], None
         size = len(message)  # the DELIVER is as long as the SEND
-        if len(dst.queue) >= cfg.queue_limit or dst.queued_bytes + size > cfg.queue_bytes:
+        if len(dst.queue) >= self._queue_limit or dst.queued_bytes + size > self._queue_bytes:
             m.drop_queue_full += 1
             return [], None
         if not account.try_charge(COST_RELAY_FORWARD):  # charge before forwarding
             m.drop_budget += 1
             return [], None
         assert conn.authority is not None
-        frame = encode_deliver(ctx, conn.authority, memoryview(message)[HEADER_LEN:])
+        frame = b"\x11" + ctx + conn.authority + memoryview(message)[HEADER_LEN:]  # encode_deliver
         dst.queue.append(frame)
         dst.queued_bytes += size
         dst.enqueued += 1

@@ -5,7 +5,8 @@ Biscuit-authenticated authorities in pairs (each sends to its partner) plus a fe
 that never authenticate and try to send anyway, offers a paced load for a bounded time, and
 prints one JSON report: delivered frames/s, p50/p99 latency (send timestamp inside the
 payload -> receipt, so it includes both kernels and the client loop), relay RSS (all
-processes), peak queue depth/bytes from the metrics endpoint against their bound, drops by
+processes) and its CPU seconds per million delivered frames (utime+stime of the node's
+processes while the load ran; this generator excluded), peak queue depth/bytes from the metrics endpoint against their bound, drops by
 reason, and the unauthenticated clients' outcome.
 
     .venv/bin/python tests/relay_load.py [--clients 1000] [--seconds 10] [--rate 20000]
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from aura_core.benchsuite.relay import RawLink, client_frame, open_raw
+from aura_core.benchsuite.relay import RawLink, _cpu_seconds, _process_tree, client_frame, open_raw
 from aura_core.capabilities import CAP_RELAY_FORWARD, CapabilityIssuer
 from aura_core.ids import ContextId
 from aura_core.keys import IdentityKey
@@ -127,6 +128,7 @@ async def run(clients: int, seconds: float, rate: float, workers: int, attackers
                 await asyncio.sleep(0.5)
 
         watcher = asyncio.create_task(watch())
+        cpu0 = sum(_cpu_seconds(p) for p in _process_tree(proc.pid))
         tick = 0.01
         sent = 0
         cursor = 0
@@ -147,6 +149,7 @@ async def run(clients: int, seconds: float, rate: float, workers: int, attackers
             await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
         offered_s = time.perf_counter() - start
         await asyncio.sleep(2.0)  # let the tail arrive
+        relay_cpu = sum(_cpu_seconds(p) for p in _process_tree(proc.pid)) - cpu0
         stop.set()
         await watcher
         m = await _metrics(info["metrics_port"])
@@ -161,6 +164,8 @@ async def run(clients: int, seconds: float, rate: float, workers: int, attackers
             "connect_seconds": round(connect_s, 2),
             "offered_frames_per_s": round(sent / offered_s), "delivered_frames_per_s": round(received / offered_s),
             "sent": sent, "delivered": received,
+            "relay_cpu_s_per_1M": round(relay_cpu / received * 1e6, 2) if received else None,
+            "mesh_fraction": round(m["aura_relay_delivered_remote_total"] / max(1, m["aura_relay_forwards_total"]), 3),
             "latency_ms": {"p50": q(0.50), "p99": q(0.99), "max": q(1.0)},
             "relay_rss_mib": round(peak["rss_kib"] / 1024, 1),
             "peak_queue_depth": int(peak["queue_depth"]), "peak_queued_bytes": int(peak["queued_bytes"]),

@@ -463,8 +463,12 @@ def scaling(workers: tuple[int, ...] = (1, 2), rounds: int = 5, window: float = 
             "mesh_fraction": round(remote / fwd, 3) if fwd else 0.0,
         }
     if len(workers) == 2:
-        a, b = (out[f"workers_{w}"]["relay_cpu_s_per_1M"] for w in workers)
-        out[f"cpu_per_frame_{workers[1]}w_over_{workers[0]}w"] = round(b / a, 3)
+        one, two = (out[f"workers_{w}"] for w in workers)
+        out[f"cpu_per_frame_{workers[1]}w_over_{workers[0]}w"] = round(
+            two["relay_cpu_s_per_1M"] / one["relay_cpu_s_per_1M"], 3)
+        if two["mesh_fraction"]:  # what one frame crossing the mesh adds, both workers together
+            out["mesh_extra_us_per_crossed_frame"] = round(
+                (two["relay_cpu_s_per_1M"] - one["relay_cpu_s_per_1M"]) / two["mesh_fraction"], 2)
     return out
 
 
