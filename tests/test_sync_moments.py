@@ -40,6 +40,18 @@ def test_edge_keys_reduce_mod_p():
     assert _reconcile.power_sums(blob, 0, len(EDGE), 16) == ref.power_sums(blob, 0, len(EDGE), 16)
 
 
+def test_products_at_the_limb_edges():
+    # keys whose 64-bit halves are all ones or just past a boundary: every carry and fold of the
+    # 127-bit multiply is taken, and high powers (m = 64) chain them
+    edge = [P - 1, P - 2, 1 << 126, (1 << 64) - 1, 1 << 64, (1 << 127) - (1 << 64) - 1,
+            ((1 << 63) - 1) << 64, 3, 1]
+    blob = b"".join((x << 1).to_bytes(16, "big") + bytes(16) for x in edge)
+    assert ref.keys(blob, 0, len(edge)) == edge
+    for i in range(len(edge)):
+        assert _reconcile.power_sums(blob, i, i + 1, 64) == ref.power_sums(blob, i, i + 1, 64)
+    assert _reconcile.power_sums(blob, 0, len(edge), 64) == ref.power_sums(blob, 0, len(edge), 64)
+
+
 @settings(max_examples=150, deadline=None)
 @given(hash_lists, st.data())
 def test_power_sums_match_reference(hashes, data):

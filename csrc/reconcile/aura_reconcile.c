@@ -18,15 +18,17 @@ static inline fe canon(fe x) {
 
 static inline fe add(fe a, fe b) { return canon(a + b); }
 
-/* a * b mod P for a, b < P: four 64x64 products, 2^128 = 2 mod P. */
+/* a * b mod P for a, b < P: four 64x64 products, 2^128 = 2 mod P, two reductions. */
 static inline fe mul(fe a, fe b) {
     uint64_t a0 = (uint64_t)a, a1 = (uint64_t)(a >> 64), b0 = (uint64_t)b, b1 = (uint64_t)(b >> 64);
     fe lo = (fe)a0 * b0;                  /* < 2^128 */
     fe mid = (fe)a1 * b0 + (fe)a0 * b1;   /* a1, b1 < 2^63: < 2^128 */
     fe hi = (fe)a1 * b1;                  /* < 2^126 */
-    /* product = hi 2^128 + mid 2^64 + lo;  mid 2^64 = (mid >> 64) 2^128 + (mid mod 2^64) 2^64 */
-    fe r = add(canon(lo), canon((mid & M64) << 64));
-    return add(r, canon(2 * hi + 2 * (mid >> 64)));   /* < 2^127 + 2^65 */
+    /* product = (hi + (mid >> 64)) 2^128 + t, t = lo + (mid mod 2^64) 2^64 (+ its carry 2^128) */
+    fe t = lo + ((mid & M64) << 64);
+    fe up = hi + (mid >> 64) + (t < lo);  /* <= 2^126: the product is < P^2 < 2^254 */
+    /* t = (t >> 127) + (t & P) mod P, and up 2^128 = 2 up; canon(...) < P, so the sum < 2^128 */
+    return canon(canon(t) + 2 * up);
 }
 
 static inline fe key_at(const uint8_t *h) {
