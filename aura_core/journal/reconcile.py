@@ -489,8 +489,8 @@ class SortedIds:
         if i1 - i0 <= WALK_PER_CHILD * m:
             cells = _reconcile.cells(self.blob, i0, i1, k, b)
             starts = [i0]
-            for c in cells:
-                starts.append(starts[-1] + c[0])
+            for count, _, _ in cells:
+                starts.append(starts[-1] + count)
             return starts, cells
         shift = BITS - k - b
         starts = [i0]
