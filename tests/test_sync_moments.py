@@ -149,7 +149,7 @@ def test_sorted_ids_agree_with_reference_on_both_cell_paths(seed):
 
 def test_fuzz_target_over_seed_corpus_and_random_bytes():
     rng = random.Random(6)
-    corpus = fuzz_reconcile.seed_corpus()
+    corpus = fuzz_reconcile.seeds()
     corpus += [rng.randbytes(rng.randrange(0, 700)) for _ in range(400)]
     corpus += [bytes([rng.randrange(256) for _ in range(6)]) + b"".join(
         rng.choice(EDGE) for _ in range(rng.randrange(0, 20))) for _ in range(200)]

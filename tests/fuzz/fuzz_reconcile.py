@@ -63,7 +63,7 @@ def run_corpus(items: Iterable[bytes]) -> int:
     return count
 
 
-def seed_corpus() -> list[bytes]:
+def seeds() -> list[bytes]:
     """Edge keys (all ones = P = 0 mod P, all zeros, the top bit alone) and argument edges."""
     edge = [b"\xff" * 32, b"\x00" * 32, b"\x80" + b"\x00" * 31, b"\xff" * 16 + b"\x00" * 16,
             b"\xfe" + b"\xff" * 31, bytes(range(32)), bytes(range(32, 64))]
