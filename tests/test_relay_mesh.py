@@ -140,3 +140,45 @@ def test_bench_reads_relay_cpu_of_a_process_tree():
     finally:
         child.communicate(b"")
     assert _cpu_seconds(child.pid) == 0.0  # gone: no figure rather than a wrong one
+
+
+async def _backlogged(frames: int):
+    from aura_core.asyncio.relay import RelayClient, RelayServer
+
+    s0, s1 = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    w = [RelayServer(_core(queue_limit=frames, queue_bytes=1 << 26), worker=i, workers=2, mesh={1 - i: s})
+         for i, s in enumerate((s0, s1))]
+    for srv in w:
+        await srv.start()
+    try:
+        a = await RelayClient.connect(w[0].url, KEYS[0], TOKEN, contexts=[CTX])
+        b = await RelayClient.connect(w[1].url, KEYS[1], TOKEN, contexts=[CTX])
+        await asyncio.sleep(0.1)
+        w[1].mesh[0].transport.pause_reading()  # worker 1 falls behind on the mesh
+        link = w[0].mesh[1]
+        sending = asyncio.create_task(
+            a.send_many(CTX, KEYS[1].authority_id, [n.to_bytes(4, "big") + bytes(1200) for n in range(frames)]))
+        peak = 0
+        for _ in range(500):  # until the sender is held back behind a backlog
+            await asyncio.sleep(0.01)
+            peak = max(peak, link._backlog_bytes)
+            if link.paused and link._backlog_bytes and w[0].core.metrics.forwarded < frames:
+                break
+        held_back = link.paused
+        w[1].mesh[0].transport.resume_reading()
+        got = [int.from_bytes((await asyncio.wait_for(b.recv(), 20))[2][:4], "big") for _ in range(frames)]
+        await sending
+        await a.close()
+        await b.close()
+        return held_back, peak, got, [srv.core.metrics for srv in w], link
+    finally:
+        await asyncio.gather(*(srv.close() for srv in w))
+
+
+def test_a_worker_behind_holds_senders_back_and_loses_nothing():
+    frames = 12_000  # ~15 MB: past the kernel's buffer and asyncio's, into the link's backlog
+    held_back, peak, got, metrics, link = asyncio.run(_backlogged(frames))
+    assert held_back and peak > 0  # whole writes waited in the backlog; the sender was paused
+    assert got == list(range(frames))
+    assert metrics[0].drop_mesh_full == 0 and metrics[1].delivered_remote == frames
+    assert not link._backlog and not link.paused  # drained, and the sender let go again

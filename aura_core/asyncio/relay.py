@@ -195,7 +195,7 @@ M_JOIN, M_LEAVE, M_FWD, M_SIGN, M_RECEIPT, M_DRAINED = 1, 2, 3, 4, 5, 6
 _HEAD = struct.Struct(">IB")            # u32 length (of type + body) || u8 type
 _FWD = struct.Struct(">IB16sd")         # ... M_FWD || dst || f64 sampled read time (0: none)
 _SIGN = struct.Struct(">16s16sQQQ32s")
-MESH_PAUSE = 1 << 20  # bytes buffered toward one worker before its feeding clients are paused
+MESH_PAUSE = 1 << 18  # bytes in asyncio's buffer toward one worker before its feeders pause
 MESH_SOCKBUF = 4 << 20  # SO_SNDBUF asked for on each mesh socket
 MESH_HIGH_WATER = 8 << 20  # bytes buffered toward one worker before frames are dropped (counted)
 
@@ -205,6 +205,9 @@ class _MeshLink(asyncio.Protocol):
 
     Everything queued during one event-loop iteration leaves in one write.  M_FWD records
     are parsed inline by :meth:`data_received` (no per-frame dispatch): they are the traffic.
+    While the other worker is behind, whole writes wait here in a backlog of chunks instead
+    of in asyncio's buffer (a bytearray that moves its whole content on every partial send:
+    megabytes there cost quadratic CPU exactly when a worker is overloaded).
     """
 
     def __init__(self, server: RelayServer, peer: int) -> None:
@@ -214,26 +217,46 @@ class _MeshLink(asyncio.Protocol):
         self._buf = bytearray()
         self._out: list[bytes] = []
         self._scheduled = False
+        self._backlog: deque[bytes] = deque()
+        self._backlog_bytes = 0
+        self._writable = True  # asyncio's buffer is below MESH_PAUSE
         self.drained = asyncio.Event()
         self.lost = asyncio.Event()
-        self.paused = False
+        self.paused = False  # behind: the clients feeding this link stop being read
         self.blocked: list[_Link] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=MESH_PAUSE)
+        # one read per loop iteration carries the frames of many clients: read more than
+        # asyncio's 256 KiB (selector transports read ``max_size`` per readiness)
+        if hasattr(transport, "max_size"):
+            transport.max_size = MESH_SOCKBUF  # type: ignore[attr-defined]
 
     # asyncio flow control: the other worker is not keeping up -> stop reading the clients
     # that feed this link (TCP pushes back on them) until it drains
     def pause_writing(self) -> None:
+        self._writable = False
         self.paused = True
 
     def resume_writing(self) -> None:
-        self.paused = False
-        blocked, self.blocked = self.blocked, []
-        for link in blocked:
-            self.server._resume(link)
+        self._writable = True
+        t = self.transport
+        while self._backlog and self._writable and t is not None and not t.is_closing():
+            chunk = self._backlog.popleft()
+            self._backlog_bytes -= len(chunk)
+            t.write(chunk)  # may pause writing again at once
+        if self._writable or self._lost():
+            self._backlog.clear()
+            self._backlog_bytes = 0
+            self.paused = False
+            blocked, self.blocked = self.blocked, []
+            for link in blocked:
+                self.server._resume(link)
+
+    def _lost(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -249,7 +272,7 @@ class _MeshLink(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return False
-        if not control and t.get_write_buffer_size() > MESH_HIGH_WATER:
+        if not control and t.get_write_buffer_size() + self._backlog_bytes > MESH_HIGH_WATER:
             return False
         self._out.extend(parts)
         if not self._scheduled:
@@ -259,8 +282,14 @@ class _MeshLink(asyncio.Protocol):
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
+        if self._out and not self._lost():
+            chunk = b"".join(self._out)
+            if self._writable and not self._backlog:
+                assert self.transport is not None
+                self.transport.write(chunk)
+            else:
+                self._backlog.append(chunk)
+                self._backlog_bytes += len(chunk)
         self._out.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -741,11 +770,13 @@ class RelayServer:
             if link is None or not link.send_parts(parts):
                 self.core.metrics.drop_mesh_full += len(parts) // 2
             elif link.paused and sender is not None and not sender.paused and not self._closing:
+                # the other worker is behind: this sender waits (TCP pushes back on it) until
+                # the link drains -- no timer here, unlike a slow client: resuming early only
+                # grows the buffer toward the high water and turns the overload into drops
                 sender.paused = True
                 assert isinstance(sender.ws, _RelayConnection)
                 sender.ws.relay_pause()
                 link.blocked.append(sender)
-                asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, sender)
 
     def _after_read(self, sender: _Link) -> None:
         """End of one read's messages: frames for other workers leave, queued ones are written."""
