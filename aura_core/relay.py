@@ -209,6 +209,7 @@ def envelope_id(deliver_frame: bytes) -> bytes:
 
 _ENVELOPE_BASE: Final = hashlib.blake2b(digest_size=32, person=ENVELOPE_TAG)
 _U32: Final = struct.Struct(">I")
+_ID_INPUT: Final = struct.Struct(">32sI32s")  # ctx || src || u32 payload length || last 32 bytes
 
 
 def chain_owner(dst: bytes, workers: int) -> int:
@@ -719,11 +720,10 @@ class WindowClose:
 
 
 class _Win:
-    __slots__ = ("start", "cost", "ids")
+    __slots__ = ("start", "ids")  # cost = len(ids) * COST_RELAY_FORWARD (one per forward)
 
     def __init__(self, start: float) -> None:
         self.start = start
-        self.cost = 0
         self.ids: list[bytes] = []
 
 
@@ -755,11 +755,11 @@ class ReceiptWindows:
             w = self._open[key] = _Win(now)
         n = len(frame) - HEADER_LEN  # envelope_id(frame), inlined: this runs per forward
         h = _ENVELOPE_BASE.copy()
-        h.update(frame[1:HEADER_LEN] + _U32.pack(n) + frame[-32:] if n >= 32
+        h.update(_ID_INPUT.pack(frame[1:HEADER_LEN], n, frame[-32:]) if n >= 32
                  else frame[1:HEADER_LEN] + _U32.pack(n) + frame[HEADER_LEN:])
-        w.ids.append(h.digest())
-        w.cost += COST_RELAY_FORWARD
-        if w.cost >= self.max_cost:
+        ids = w.ids
+        ids.append(h.digest())
+        if len(ids) * COST_RELAY_FORWARD >= self.max_cost:
             self.ready.append(self._close(key))
 
     def take_ready(self) -> list[WindowClose]:
@@ -800,7 +800,8 @@ class ReceiptWindows:
         from .receipts import forward_commitment
 
         w = self._open.pop(key)
-        return WindowClose(key[0], key[1], self.epoch, w.cost, len(w.ids), forward_commitment(w.ids))
+        return WindowClose(key[0], key[1], self.epoch, len(w.ids) * COST_RELAY_FORWARD, len(w.ids),
+                           forward_commitment(w.ids))
 
 
 class ReceiptSigner:

@@ -1,12 +1,17 @@
 """WebSocket relay server, its multi-worker node, and the client (the relay's only I/O).
 
 One :class:`RelayServer` per worker process feeds each binary WebSocket message to its
-:class:`~aura_core.relay.RelayCore` synchronously, as websockets parses it (no per-message
-future or task); back-pressure is per message (a sender whose destination queue is half full
-stops being read until that queue drains, or ``backpressure_wait`` passes and further frames
-become counted drops).  One writer task per connection frames and writes that connection's
-queue in batches (one socket write per batch); a reader that does not take a write within
-``write_timeout`` is disconnected instead of growing memory.
+:class:`~aura_core.relay.RelayCore` synchronously (no per-message future or task).  After
+AUTH the relay parses a connection's frames itself (:class:`_RelayConnection`: complete,
+unfragmented, masked binary frames; whole pings/pongs go to websockets, anything else hands
+the stream back to websockets for good), since websockets' generator parser cost a third of
+a forward.  Back-pressure is per message (a sender whose destination queue is half full
+stops being read, the unparsed rest of its read held, until that queue drains, or
+``backpressure_wait`` passes and further frames become counted drops).  Frames queued by a
+read are written at the end of that read (one socket write per destination per read, no
+task switch); when a socket is full, the connection's writer task waits for the drain, and a
+reader that does not take a write within ``write_timeout`` is disconnected instead of
+growing memory.
 
 Multi-core (:func:`run_node`): the parent process reserves the port, creates a full mesh of
 Unix stream socketpairs between the workers plus one control socketpair per worker, and
@@ -27,7 +32,12 @@ re-checking what the sender's worker authenticated and charged: it only queues e
 its destination (bounded, counted drops) and feeds its receipt window.  Records of one link
 keep their order, so frames of one (source, destination) stay ordered and are delivered once.
 Control records (JOIN, LEAVE, SIGN, RECEIPT, DRAINED) use the same framing; frames routed
-before a JOIN or SIGN are flushed before it.  Measured (``python -m aura_core.benchsuite.relay
+before a JOIN or SIGN are flushed before it.  A worker that falls behind holds its feeders
+back: past 256 KiB in asyncio's buffer the link stops reading the clients whose frames it
+carries (TCP pushes back on them) until it drains, further writes wait in a backlog of whole
+chunks, and past 8 MiB frames become counted ``mesh_full`` drops.  The alternative design,
+handing a connection over to its peers' worker (SCM_RIGHTS), would save the crossing for
+stable pairs only and has to move the connection's budget, bucket and queue: not done.  Measured (``python -m aura_core.benchsuite.relay
 scaling``): relay CPU per frame with 2 workers and about half the frames crossing the mesh is
 within ~1.1x of one worker's, so capacity grows with cores.
 
