@@ -308,7 +308,8 @@ class RelayCore:
                  rand: Callable[[int], bytes] | None = None,
                  wall_ms: Callable[[float], int] | None = None, guards: bool = True) -> None:
         if rand is None:
-            from ._sodium import random_bytes as rand
+            from ._sodium import random_bytes
+            rand = random_bytes
         self.config = config or RelayConfig()
         cfg = self.config  # per-frame limits as plain attributes (read on every frame)
         self._max_frame, self._rate, self._burst = cfg.max_frame, cfg.rate, cfg.burst

@@ -277,7 +277,7 @@ class _MeshLink(asyncio.Protocol):
         """Queue one control message (JOIN, LEAVE, SIGN, RECEIPT, DRAINED)."""
         return self.send_parts((_HEAD.pack(len(body) + 1, kind) + body,), control=True)
 
-    def send_parts(self, parts: Iterable[bytes | memoryview], *, control: bool = False) -> bool:
+    def send_parts(self, parts: Iterable[bytes], *, control: bool = False) -> bool:
         """Queue ready-framed records; frames (not control) are refused past the high water."""
         t = self.transport
         if t is None or t.is_closing():
