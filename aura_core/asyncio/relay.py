@@ -207,6 +207,7 @@ _FWD = struct.Struct(">IB16sd")         # ... M_FWD || dst || f64 sampled read t
 _SIGN = struct.Struct(">16s16sQQQ32s")
 MESH_PAUSE = 1 << 18  # bytes in asyncio's buffer toward one worker before its feeders pause
 MESH_SOCKBUF = 4 << 20  # SO_SNDBUF asked for on each mesh socket
+MESH_READ = 1 << 20  # bytes read from a mesh link per readiness
 MESH_HIGH_WATER = 8 << 20  # bytes buffered toward one worker before frames are dropped (counted)
 
 
@@ -240,9 +241,10 @@ class _MeshLink(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=MESH_PAUSE)
         # one read per loop iteration carries the frames of many clients: read more than
-        # asyncio's 256 KiB (selector transports read ``max_size`` per readiness)
+        # asyncio's 256 KiB (selector transports read ``max_size`` per readiness; much more
+        # costs page faults on every read, since glibc then maps each buffer afresh)
         if hasattr(transport, "max_size"):
-            transport.max_size = MESH_SOCKBUF  # type: ignore[attr-defined]
+            transport.max_size = MESH_READ  # type: ignore[attr-defined]
 
     # asyncio flow control: the other worker is not keeping up -> stop reading the clients
     # that feed this link (TCP pushes back on them) until it drains
