@@ -406,6 +406,25 @@ def test_other_context_and_lying_digest():
     assert r.done and s.digest(CTX).count == 10
 
 
+def test_power_sums_cost_at_most_one_scan_per_message():
+    # disjoint MOMENTS ranges (an honest message) are answered; overlapping ones that would sum
+    # more keys than the journal holds fail the session instead of costing a scan each
+    s = store_with(range(300))
+    halves = s.sorted_ids(CTX).n // 2
+    lies = tuple(range(1, 13))
+
+    def first(moments):
+        r = responder(s)
+        r.receive(encode_message(SyncMessage(flags=FLAG_DIGEST, root=(1, 2, 3), ctx=CTX, count=300,
+                                             total=1, moments=moments)))
+        return r
+
+    assert not first([(1, 0, halves, lies), (1, 1, halves, lies)]).failed
+    r = first([(1, 0, halves, lies), (1, 1, halves, lies), (2, 0, halves, lies)])
+    assert r.failed and "work bound" in str(r.error.__cause__ or r.error)
+    assert s.digest(CTX) == s.recompute_digest(CTX)
+
+
 def test_pending_work_is_bounded():
     s = store_with(range(10))
     lim = Limits(max_pending=50)

@@ -839,6 +839,7 @@ class Reconciler:
         self.id_key = b""        # keys the 8-byte ids of IDS lists (set_id_key, once digests are known)
         self._work = 0
         self._cells_left = 0
+        self._moment_keys = 0    # keys this message's MOMENTS may sum (uncached ranges)
         self.pushed = 0          # facts sent
         self.wanted = 0          # want entries sent
 
@@ -884,6 +885,9 @@ class Reconciler:
         Σkey³) if this is its first message."""
         self._work = 4 * self.ids.n + 4 * self.limits.max_cells + self.limits.max_scan
         self._cells_left = self.limits.max_cells
+        # an honest message's MOMENTS ranges are disjoint (the whole set's sums are cached), so
+        # a message costs at most one scan of the journal in power sums, however it is built
+        self._moment_keys = self.ids.n
         if root is not None:
             tc, t1, t2, t3 = root
             oc, o1, o2 = self.ids.cell(0, self.ids.n)
@@ -1025,6 +1029,10 @@ class Reconciler:
         oc = j - i
         self._charge(len(sums) + (j - i) * len(sums) // 8)
         if tc and oc and oc <= 2 * MOMENTS_RANGE:
+            if oc != self.ids.n:
+                self._moment_keys -= oc
+                if self._moment_keys < 0:
+                    raise ProtocolError("sync message exceeds the work bound")
             ours = self.ids.power_sums(i, j, len(sums))
             if oc == tc and tuple(ours) == sums:
                 return True
