@@ -8,6 +8,8 @@ hands each process its part on stdin, prints their trace lines as they come, and
 summary table.  Behind cones the connection promotes to direct QUIC; behind symmetric NATs the
 punch cannot work and it stays on the relay (relay fallback) — either way every message arrives
 exactly once, in order.  The lab is removed after each mode, also on failure, Ctrl-C or SIGTERM.
+``run_mode(..., restart_relay=True)`` (tests only; the CLI's story is unchanged) also SIGKILLs
+pub mid-stream and starts it again on the same addresses.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .._sodium import random_bytes
 from ..capabilities import ALL_CAPABILITIES, CapabilityIssuer
 from ..ids import ContextId
 from ..keys import IdentityKey
-from .lab import PAIRS, PUB_STUN, RELAY, STUN_PORT, NatLab, leftovers, missing_requirements, write_json
+from .lab import (PAIRS, PUB_STUN, RELAY, STUN_PORT, NatLab, alive, leftovers, missing_requirements,
+                  write_json)
 
 __all__ = ["DEFAULT_MODES", "run", "run_mode"]
 
@@ -54,8 +57,34 @@ class _Printer:
         self.out.flush()
 
 
-def run_mode(name: str, out: TextIO = sys.stdout, *, messages: int = 20) -> dict:
-    """One mode end to end; returns its outcome (``ok`` says whether everything held)."""
+def _start_pub(lab: NatLab, src: str, config: dict, q: queue.Queue[tuple[str, dict | None]]
+               ) -> subprocess.Popen[str]:
+    """pub's relay node and journal, its lines onto ``q`` as ``src``."""
+    pub = lab.agent("pub", [], "pub", stderr_log=f"{src}.err")
+    write_json(pub, config)
+    threading.Thread(target=_pump, args=(src, pub, q), daemon=True).start()
+    return pub
+
+
+def _restart_pub(lab: NatLab, pub: subprocess.Popen[str], pr: _Printer, src: str, config: dict,
+                 q: queue.Queue[tuple[str, dict | None]]) -> subprocess.Popen[str]:
+    """SIGKILL pub mid-stream (no drain: its queued frames and open receipt windows die with
+    it), then a fresh pub on the same addresses with the same relay key."""
+    pub.kill()
+    pub.wait(timeout=5)
+    pr.say("lab", f"SIGKILL relay node (pid {pub.pid}) mid-stream; starting it again on "
+                  f"{RELAY[0]}:{RELAY_PORT}")
+    return _start_pub(lab, src, config, q)
+
+
+def run_mode(name: str, out: TextIO = sys.stdout, *, messages: int = 20,
+             restart_relay: bool = False, timeout: float = MODE_TIMEOUT) -> dict:
+    """One mode end to end; returns its outcome (``ok`` says whether everything held).
+
+    ``restart_relay``: once the upgrade settled, both authorities stream numbered messages to
+    each other while pub's relay is SIGKILLed and started again (see ``peer.stream_across_restart``);
+    ``result["killed"]`` holds the killed pids, ``result["running"]`` any lab process still alive
+    after the lab closed.  ``timeout``: seconds for the story (TimeoutError after)."""
     mode_a, mode_b, clash, expect = PAIRS[name]
     out.write(f"\n== {name}: hA behind a {mode_a} NAT, hB behind a {mode_b} NAT"
               f"{' (conntrack-clash router)' if clash else ''}; expected path: {expect} ==\n")
@@ -73,11 +102,11 @@ def run_mode(name: str, out: TextIO = sys.stdout, *, messages: int = 20) -> dict
         url, sync = f"ws://{RELAY[0]}:{RELAY_PORT}", [RELAY[0], SYNC_PORT]
         q: queue.Queue[tuple[str, dict | None]] = queue.Queue()
         # pub and both authorities start at once: the authorities retry sync and the relay link
-        pub = lab.agent("pub", [], "pub", stderr_log="pub.err")
-        write_json(pub, {"root": root.hex(), "ctx": bytes(ctx).hex(), "host": RELAY[0],
-                         "seed": relay_key.seed_bytes().hex(), "relay_port": RELAY_PORT,
-                         "sync_port": SYNC_PORT})
-        threading.Thread(target=_pump, args=("pub", pub, q), daemon=True).start()
+        pub_config = {"root": root.hex(), "ctx": bytes(ctx).hex(), "host": RELAY[0],
+                      "seed": relay_key.seed_bytes().hex(), "relay_port": RELAY_PORT,
+                      "sync_port": SYNC_PORT}
+        pub_src, streaming, killed = "pub", set[str](), list[int]()
+        pub = _start_pub(lab, pub_src, pub_config, q)
         keys = [IdentityKey.generate() for _ in NAMES]
         context_key = random_bytes(32)
         for i, (who, host) in enumerate(zip(NAMES, ("hA", "hB"))):
@@ -88,24 +117,31 @@ def run_mode(name: str, out: TextIO = sys.stdout, *, messages: int = 20) -> dict
                            "token": token.hex(), "root": root.hex(), "ctx": bytes(ctx).hex(),
                            "ck": context_key.hex(), "relay_url": url,
                            "relay_id": bytes(relay_key.authority_id).hex(), "sync": sync,
-                           "stun": [[ip, STUN_PORT] for ip in PUB_STUN], "messages": messages})
+                           "stun": [[ip, STUN_PORT] for ip in PUB_STUN], "messages": messages,
+                           "restart": restart_relay})
             threading.Thread(target=_pump, args=(who, p, q), daemon=True).start()
         pr.say("ctx", f"{ctx}: context key and capability root {root.hex()[:16]}… made here; "
                       f"alice → hA, bob → hB, relay {relay_key.authority_id} → pub")
 
-        end = time.monotonic() + MODE_TIMEOUT
+        end = time.monotonic() + timeout
         pending = set(NAMES)
         while pending:
             try:
                 src, msg = q.get(timeout=max(0.1, end - time.monotonic()))
             except queue.Empty:
                 raise TimeoutError(f"{name}: no outcome from {sorted(pending)} in "
-                                   f"{MODE_TIMEOUT:.0f} s") from None
+                                   f"{timeout:.0f} s") from None
             if msg is None:
-                if src in pending or src == "pub":
+                if src in pending or src == pub_src:
                     raise RuntimeError(f"{src} exited early: {lab.log_tail(f'{src}.err')}")
                 continue
-            if "say" in msg:
+            if msg.get("stage") == "streaming":
+                streaming.add(src)
+                if streaming == set(NAMES) and not killed:
+                    killed.append(pub.pid)
+                    pub_src = "pub2"  # the killed pub's end of output is expected
+                    pub = _restart_pub(lab, pub, pr, pub_src, pub_config, q)
+            elif "say" in msg:
                 pr.say(*msg["say"])
             elif msg.get("stage") == "up":
                 pr.say("pub", f"relay node on {msg['url']} (Biscuit relay:forward holders only, "
@@ -118,7 +154,7 @@ def run_mode(name: str, out: TextIO = sys.stdout, *, messages: int = 20) -> dict
         write_json(pub, {"cmd": "stop"})
         while True:
             src, msg = q.get(timeout=20)
-            if src == "pub" and (msg is None or msg.get("stage") == "stopped"):
+            if src == pub_src and (msg is None or msg.get("stage") == "stopped"):
                 break
         result["relay"] = msg or {}
         r = result["relay"]
@@ -126,7 +162,11 @@ def run_mode(name: str, out: TextIO = sys.stdout, *, messages: int = 20) -> dict
             pr.say("pub", f"{r['receipts']} receipts in {r['chains']} chains verified: they cover "
                           f"{r['covered']} forwards = {r['forwarded']} frames forwarded; "
                           f"{r['sync_sessions']} sync sessions, {r['facts']} sealed facts held")
+        lab_pids = lab.pids() + [p.pid for p in lab.procs]
     result["leftovers"] = leftovers(result["tag"])
+    if restart_relay:
+        result["killed"] = killed
+        result["running"] = sorted({pid for pid in lab_pids if alive(pid)})
     pr.say("lab", f"removed: {len(result['leftovers'])} namespace(s) left")
     _judge(result)
     return result
@@ -143,6 +183,11 @@ def _judge(result: dict) -> None:
         failed.append("relay receipts did not verify or cover the forwards")
     if result["leftovers"]:
         failed.append(f"namespaces left behind: {result['leftovers']}")
+    if result.get("running"):
+        failed.append(f"processes left behind: {result['running']}")
+    if "killed" in result and (len(result["killed"]) != 1 or not all(
+            "restart" in d for d in peers.values())):
+        failed.append(f"the relay was not restarted mid-stream (killed {result['killed']})")
     result["failed"] = failed
     if failed:  # the connections' own notes say why (path changes, rotations, attempts)
         result["notes"] = {who: d.get("notes", []) for who, d in peers.items()}

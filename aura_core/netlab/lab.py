@@ -94,6 +94,15 @@ def read_json(p: subprocess.Popen[str], timeout: float) -> dict:
     return json.loads(line)
 
 
+def alive(pid: int) -> bool:
+    """Is ``pid`` still a process (the lab's are our children, reaped by :meth:`NatLab.close`)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def write_json(p: subprocess.Popen[str], obj: dict) -> None:
     p.stdin.write(json.dumps(obj) + "\n")  # type: ignore[union-attr]
     p.stdin.flush()  # type: ignore[union-attr]
@@ -323,6 +332,11 @@ class NatLab:
                 err.close()  # type: ignore[union-attr]
         self.procs.append(p)  # type: ignore[arg-type]
         return p
+
+    def pids(self) -> list[int]:
+        """Every process now running inside the lab's namespaces (our agents, coturn, ...)."""
+        return [int(pid) for name in self.namespaces for pid in subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()]
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         path = self.state / name

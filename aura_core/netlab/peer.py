@@ -15,6 +15,9 @@ channel over the relay at once,
 exchange, let the connection try the direct upgrade in the background (while traffic keeps
 flowing), exchange on whatever path it settled on, rotate the epoch, exchange again.
 Exchanges alternate direction; the sending side reads the answers, so both check order.
+With ``"restart": true`` in the configuration, once the upgrade settled both sides stream
+numbered messages to each other while the orchestrator SIGKILLs pub's relay and starts it again
+(:func:`stream_across_restart`); the report then has a ``restart`` entry.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ..asyncio.demo import (EPOCH, Authority, Trace, admit_connect, attach, chan
                             record_channel, rotate_local, sync_line, upgrade_settled,
                             wait_until)
 from ..asyncio.stun import discover
+from ..errors import AuraError
 from ..hashing import ContextKey
 from ..ids import AuthorityId, ContextId
 from ..journal import JournalStore
@@ -43,6 +47,9 @@ from ..rendezvous import QuicReflexive, RendezvousDescriptor, WebSocketRelay
 CONFIG = dict(keepalive_interval=0.5, direct_timeout=3.0, prepunch=0.2, attempts=1,
               attempt_timeout=5.0, handshake_timeout=15.0)
 SYNC_PATIENCE = 20.0  # seconds to wait for the peer's descriptor to reach pub
+# relay restart (``"restart": true``): messages before asking for the kill and after the link is
+# back, the pace between sends, and how long the whole stream may take
+RESTART_LEAD, RESTART_PACE, RESTART_PATIENCE = 50, 0.005, 20.0
 
 
 def emit(obj: dict) -> None:
@@ -73,6 +80,59 @@ async def fetch_peer(t: Trace, p: Authority, ctx: ContextId, peer_name: str, pee
             return d
         await asyncio.sleep(0.2)
     return None
+
+
+async def stream_across_restart(t: Trace, p: Authority, peer_name: str, direct: bool) -> dict:
+    """Both sides at once: numbered messages to the peer, from before the relay is killed until
+    after the link is back up (so some are accepted while the relay is gone), then an end marker
+    with the count; meanwhile read the peer's stream.  Every message ``send`` accepted must
+    arrive exactly once, in order: the PeerConnection retransmits what the dead relay dropped."""
+    conn, link = p.conn, p.link
+    assert conn is not None and link is not None
+    connects0, dropped0 = link.stats["connects"], link.stats["send_dropped"]
+    retx0 = conn.switcher.stats["retransmitted"]
+    phase = {"before": 0, "down": 0, "after": 0}  # sends by what the link looked like
+    got: list[bytes] = []
+
+    async def read() -> None:
+        while not got or not got[-1].startswith(b"end "):
+            got.append(await conn.recv())
+
+    reader = asyncio.create_task(read())
+    sent = 0
+    ok = False
+    try:
+        end = time.monotonic() + RESTART_PATIENCE
+        while time.monotonic() < end:
+            await conn.send(b"restart %d from %s" % (sent, p.name.encode()))
+            sent += 1
+            back = link.stats["connects"] > connects0
+            phase["after" if back else "before" if link.up.is_set() else "down"] += 1
+            if sent == RESTART_LEAD:
+                emit({"stage": "streaming"})  # the orchestrator kills the relay now
+            if back and phase["after"] >= RESTART_LEAD:
+                break
+            await asyncio.sleep(RESTART_PACE)
+        await conn.send(b"end %d" % sent)
+        await asyncio.wait_for(reader, max(1.0, end - time.monotonic()))
+        want = [b"restart %d from %s" % (i, peer_name.encode()) for i in range(int(got[-1][4:]))]
+        ok = got[:-1] == want and link.stats["connects"] > connects0
+    except (asyncio.TimeoutError, AuraError):
+        pass
+    finally:
+        reader.cancel()
+    received, connects = max(0, len(got) - 1), link.stats["connects"] - connects0
+    retx = conn.switcher.stats["retransmitted"] - retx0
+    t.say(p.name, f"relay restart mid-stream ({'direct' if direct else 'relay-only'} path): sent "
+                  f"{sent} ({phase['down']} while the relay was down), received {received} from "
+                  f"{peer_name}; relay link reconnected {connects}x through the NAT, "
+                  f"{retx} retransmitted")
+    t.check(f"restart: {p.name} reconnected to the restarted relay", connects >= 1)
+    t.check(f"restart: exactly-once in-order delivery across the relay restart ({p.name} "
+            f"received)", ok)
+    return {"sent": sent, "received": received, "phases": phase, "connects": connects,
+            "send_dropped": link.stats["send_dropped"] - dropped0, "retransmitted": retx,
+            "path": conn.path}
 
 
 async def story(c: dict, t: Trace, tmp: str) -> dict:
@@ -138,6 +198,9 @@ async def story(c: dict, t: Trace, tmp: str) -> dict:
             t.say(name, f"no direct path after {conn.stats['attempts']} attempt(s), "
                         f"{elapsed:.2f} s: staying on the relay (relay fallback, state "
                         f"{conn.state.name})")
+        restart = None
+        if c.get("restart"):  # the orchestrator SIGKILLs and restarts pub's relay meanwhile
+            restart = await stream_across_restart(t, p, peer_name, direct)
         await exchange("direct" if direct else "fallback", True)
         await exchange("back", False)
 
@@ -163,7 +226,8 @@ async def story(c: dict, t: Trace, tmp: str) -> dict:
                 if conn.channel_id else None, "messages": 5 * n,
                 "data_relay_in": stats["data_relay_in"], "data_direct_in": stats["data_direct_in"],
                 "attempts": stats["attempts"], "facts": p.journal.digest(bytes(ctx)).count,
-                "notes": [f"{when - t0:.3f} {text}" for when, text in conn.trace][-40:]}
+                "notes": [f"{when - t0:.3f} {text}" for when, text in conn.trace][-40:],
+                **({"restart": restart} if restart is not None else {})}
     finally:
         await detach(p)
         p.journal.close()

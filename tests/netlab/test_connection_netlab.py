@@ -58,3 +58,36 @@ def test_connection_through_nats(name: str) -> None:
         assert "endpoint-dependent" in {a["behaviour"], b["behaviour"]}
     assert r["relay"]["verified"] and r["relay"]["forwarded"] > 0  # receipts cover every forward
     assert r["leftovers"] == [] and r["ok"], r.get("failed")
+
+
+# behind symmetric NATs the stream rides the relay that dies; behind cones it is already direct
+# and only the relay links (control, fallback) must come back
+@pytest.mark.parametrize("name", ["symmetric-symmetric", "cone-cone"])
+def test_relay_restart_mid_stream_through_nats(name: str) -> None:
+    """pub's relay is SIGKILLed while both authorities stream numbered messages and started
+    again on the same address: both relay links reconnect through their NATs and every message
+    ``send`` accepted arrives exactly once, in order, on both sides (peer.stream_across_restart)."""
+    expect = PAIRS[name][3]
+    trace = io.StringIO()
+    r = run_mode(name, trace, messages=20, restart_relay=True, timeout=25)
+    print(trace.getvalue())
+    print(json.dumps({who: d.get("restart") for who, d in r["peers"].items()}))
+    assert set(r["peers"]) == {"alice", "bob"}
+    for who, d in r["peers"].items():
+        assert d["stage"] == "done", d
+        failed = [what for what, ok in d["checks"] if not ok]
+        assert failed == [], (who, failed)
+        assert sum(what.startswith("restart:") for what, _ in d["checks"]) == 2
+    a, b = r["peers"]["alice"]["restart"], r["peers"]["bob"]["restart"]
+    for mine, theirs in ((a, b), (b, a)):
+        assert mine["received"] == theirs["sent"]  # what was accepted is what arrived
+        assert mine["connects"] >= 1 and mine["path"] == expect
+        # messages were accepted before the kill, while the relay was gone, and after it came back
+        assert mine["phases"]["before"] >= 50 and mine["phases"]["down"] > 0
+        assert mine["phases"]["after"] >= 50
+        if expect == "relay":  # the dead relay lost frames: the connection resent them
+            assert mine["retransmitted"] > 0
+    assert len(r["killed"]) == 1 and r["running"] == [], r
+    assert "SIGKILL relay node" in trace.getvalue()
+    assert r["relay"]["verified"]  # the restarted relay's receipts cover its forwards
+    assert r["leftovers"] == [] and r["ok"], r.get("failed")
