@@ -2,10 +2,13 @@
 # _receipt.pyx — Cython wrapper of csrc/receipt (receipt transcript, Hash32, batch sign, chain
 # verify).  Works on packed 200-byte receipts (layout in csrc/receipt/aura_receipt.h and
 # docs/wire.md); aura_core/receipts.py is the typed façade.  The GIL is released around every
-# call that signs or verifies.
+# call that signs or verifies.  Also the relay's per-forward envelope id (appended straight into
+# a window's packed bytearray) and the forward commitment over such a buffer.
 
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from aura_core._sodium_api cimport import_sodium
 from aura_core.errors import ChainError, InvalidValue, KeyFormatError, SignatureError
@@ -60,6 +63,8 @@ cdef extern from "aura_receipt.h":
                                   aura_rcpt_verify_result *res) nogil
     void aura_receipt_authority_id(uint8_t *out, const uint8_t *pk) nogil
     void aura_receipt_bench_raw_sign(size_t n, const uint8_t *sk) nogil
+    int aura_receipt_envelope_id(uint8_t *out, const uint8_t *frame, size_t len) nogil
+    void aura_receipt_forward_commitment(uint8_t *out, uint8_t *ids, size_t n) nogil
     int aura_receipt_bench_raw_verify(size_t n, const uint8_t *sig, const uint8_t *msg,
                                       const uint8_t *pk) nogil
 
@@ -184,6 +189,46 @@ def verify_chain(const uint8_t[::1] recs not None, const uint8_t[::1] pk not Non
             raise SignatureError(f"receipt {r.index}: {msg}", r.index)
         raise exc(msg, r.index)
     return r.total, r.last_hash[:32], r.last_nonce
+
+
+def envelope_id(const uint8_t[::1] frame) -> bytes:
+    """The 32-byte envelope id of a DELIVER frame (C twin of aura_core.relay.envelope_id)."""
+    cdef uint8_t out[32]
+    if frame.shape[0] < 33 or aura_receipt_envelope_id(out, &frame[0], <size_t> frame.shape[0]):
+        raise InvalidValue("not a DELIVER frame")
+    return out[:32]
+
+
+def add_envelope_id(bytearray ids not None, frame) -> int:
+    """Append the envelope id of DELIVER ``frame`` to the packed ids ``ids``; returns how many
+    ids ``ids`` now holds.  One call per relayed frame: no hash object, no temporary bytes."""
+    if type(frame) is not bytes:
+        frame = bytes(frame)
+    cdef Py_ssize_t flen = PyBytes_GET_SIZE(frame)
+    cdef Py_ssize_t m = PyByteArray_GET_SIZE(ids)
+    if flen < 33:
+        raise InvalidValue("not a DELIVER frame")
+    if m % 32:
+        raise InvalidValue("packed envelope ids: length is not a multiple of 32")
+    PyByteArray_Resize(ids, m + 32)
+    if aura_receipt_envelope_id(<uint8_t *> PyByteArray_AS_STRING(ids) + m,
+                                <const uint8_t *> PyBytes_AS_STRING(frame), <size_t> flen):
+        PyByteArray_Resize(ids, m)
+        raise InvalidValue("not a DELIVER frame")
+    return (m + 32) // 32
+
+
+def forward_commitment_packed(uint8_t[::1] ids) -> bytes:
+    """The forward commitment (32 raw bytes) over packed 32-byte envelope ids.  SORTS ``ids``
+    IN PLACE (a writable buffer, e.g. a closed window's bytearray); GIL released."""
+    cdef size_t total = ids.shape[0]
+    if total % 32:
+        raise InvalidValue("packed envelope ids: length is not a multiple of 32")
+    cdef uint8_t out[32]
+    cdef uint8_t *p = &ids[0] if total else NULL
+    with nogil:
+        aura_receipt_forward_commitment(out, p, total // 32)
+    return out[:32]
 
 
 cdef bytes _exact(value, Py_ssize_t size, str name):

@@ -39,12 +39,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Protocol
 
+from ._receipt import add_envelope_id as _add_envelope_id
+from ._receipt import forward_commitment_packed as _forward_commitment_packed
 from .errors import (
     AuthorizationError, InvalidValue, ProtocolError, ReceiptError, SignatureError, UsageError,
 )
@@ -201,15 +202,11 @@ def envelope_id(deliver_frame: bytes) -> bytes:
     n = len(deliver_frame) - HEADER_LEN
     if n < 0:
         raise InvalidValue("not a DELIVER frame")
-    h = _ENVELOPE_BASE.copy()  # copying a personalized state is cheaper than a new one
+    # the pure-Python reference of the C (_receipt.add_envelope_id, used per forward)
+    h = hashlib.blake2b(digest_size=32, person=ENVELOPE_TAG)
     h.update(deliver_frame[1:HEADER_LEN] + n.to_bytes(4, "big") + deliver_frame[-min(32, n):] if n
              else deliver_frame[1:HEADER_LEN] + bytes(4))
     return h.digest()
-
-
-_ENVELOPE_BASE: Final = hashlib.blake2b(digest_size=32, person=ENVELOPE_TAG)
-_U32: Final = struct.Struct(">I")
-_ID_INPUT: Final = struct.Struct(">32sI32s")  # ctx || src || u32 payload length || last 32 bytes
 
 
 def chain_owner(dst: bytes, workers: int) -> int:
@@ -721,11 +718,12 @@ class WindowClose:
 
 
 class _Win:
-    __slots__ = ("start", "ids")  # cost = len(ids) * COST_RELAY_FORWARD (one per forward)
+    __slots__ = ("start", "ids", "count")  # cost = count * COST_RELAY_FORWARD (one per forward)
 
     def __init__(self, start: float) -> None:
         self.start = start
-        self.ids: list[bytes] = []
+        self.ids = bytearray()  # packed 32-byte envelope ids, appended by the C
+        self.count = 0
 
 
 class ReceiptWindows:
@@ -754,13 +752,9 @@ class ReceiptWindows:
         w = self._open.get(key)
         if w is None:
             w = self._open[key] = _Win(now)
-        n = len(frame) - HEADER_LEN  # envelope_id(frame), inlined: this runs per forward
-        h = _ENVELOPE_BASE.copy()
-        h.update(_ID_INPUT.pack(frame[1:HEADER_LEN], n, frame[-32:]) if n >= 32
-                 else frame[1:HEADER_LEN] + _U32.pack(n) + frame[HEADER_LEN:])
-        ids = w.ids
-        ids.append(h.digest())
-        if len(ids) * COST_RELAY_FORWARD >= self.max_cost:
+        # envelope_id(frame), hashed in C straight into the window (this runs per forward)
+        count = w.count = _add_envelope_id(w.ids, frame)
+        if count * COST_RELAY_FORWARD >= self.max_cost:
             self.ready.append(self._close(key))
 
     def take_ready(self) -> list[WindowClose]:
@@ -790,7 +784,7 @@ class ReceiptWindows:
                 break
             w = self._open[k]
             if budget > 0:
-                budget = max(0, budget - len(w.ids))
+                budget = max(0, budget - w.count)
             out.append(self._close(k))
         return out
 
@@ -798,11 +792,9 @@ class ReceiptWindows:
         return self.take_ready() + [self._close(k) for k in sorted(self._open)]
 
     def _close(self, key: tuple[bytes, bytes]) -> WindowClose:
-        from .receipts import forward_commitment
-
-        w = self._open.pop(key)
-        return WindowClose(key[0], key[1], self.epoch, len(w.ids) * COST_RELAY_FORWARD, len(w.ids),
-                           forward_commitment(w.ids))
+        w = self._open.pop(key)  # its ids are sorted in place: the window is gone
+        return WindowClose(key[0], key[1], self.epoch, w.count * COST_RELAY_FORWARD, w.count,
+                           Hash32(_forward_commitment_packed(w.ids)))
 
 
 class ReceiptSigner:

@@ -93,6 +93,19 @@ int aura_receipt_verify_chain(const uint8_t *recs, size_t n, const aura_rcpt_ver
 /* AuthorityId (16 bytes) of an Ed25519 public key: BLAKE2b-256("aura.authority.1", pk)[:16]. */
 void aura_receipt_authority_id(uint8_t out[16], const uint8_t pk[32]);
 
+/* Relay envelope ids (docs/wire.md, relay receipts).  A DELIVER frame is
+ * 0x11 || ctx(16) || src(16) || payload; its id is
+ *   BLAKE2b-256(person = "aura.envelope.v1", ctx || src || u32be len(payload) || tail)
+ * with tail the last min(32, len(payload)) payload bytes (the Noise tag binds the rest).
+ * Returns AURA_RCPT_ERR_ARG (out untouched) when len < 33 (not a DELIVER frame). */
+#define AURA_RCPT_DELIVER_HEADER 33
+#define AURA_RCPT_ENVELOPE_ID_LEN 32
+int aura_receipt_envelope_id(uint8_t out[32], const uint8_t *frame, size_t len);
+
+/* Forward commitment over n packed 32-byte envelope ids: sorts the records IN PLACE
+ * (bytewise ascending: a multiset), then BLAKE2b-256(person = "aura.forward.v1\0", ids). */
+void aura_receipt_forward_commitment(uint8_t out[32], uint8_t *ids, size_t n);
+
 /* Limits for benchmarks: raw Ed25519 over a 152-byte message, n times, one thread. */
 void aura_receipt_bench_raw_sign(size_t n, const uint8_t sk[64]);
 int aura_receipt_bench_raw_verify(size_t n, const uint8_t sig[64], const uint8_t msg[152],

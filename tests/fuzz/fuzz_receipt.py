@@ -6,20 +6,25 @@ receipt of the buffer, and its verdict (kind and index, or total / last hash / l
 equals the pure-Python reference (tests/reference/receipt_ref.py), with 1 or 2 threads;
 transcript / Hash32 of every receipt equal the reference; ``Receipt.from_bytes`` round-trips
 or raises ReceiptError; ``sign_batch`` over the buffer yields receipts whose signatures and
-prev links the reference accepts.  ``python tests/fuzz/fuzz_receipt.py`` fuzzes;
+prev links the reference accepts.  The relay entry points too: the whole input taken as a
+DELIVER frame, ``envelope_id`` / ``add_envelope_id`` equal ``aura_core.relay.envelope_id`` (or
+both refuse it: shorter than 33 bytes), and ``forward_commitment_packed`` over the input cut to
+32-byte records equals sorted-then-BLAKE2b in Python.  ``python tests/fuzz/fuzz_receipt.py`` fuzzes;
 ``run_corpus(items)`` drives the same checks from pytest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Iterable
 
 from aura_core import _receipt
-from aura_core.errors import ChainError, ReceiptError, SignatureError
+from aura_core.errors import ChainError, InvalidValue, ReceiptError, SignatureError
 from aura_core.ids import ContextId
 from aura_core.keys import IdentityKey
 from aura_core.receipts import Receipt, ReceiptChain, verify_chain
+from aura_core.relay import envelope_id
 from tests.reference import receipt_ref as ref
 
 KEY = IdentityKey.from_seed(bytes(range(32)))
@@ -35,7 +40,36 @@ _KIND_WORDS = {
 }
 
 
+def forward_commitment_ref(packed: bytes) -> bytes:
+    ids = sorted(packed[i:i + 32] for i in range(0, len(packed), 32))
+    return hashlib.blake2b(b"".join(ids), digest_size=32, person=b"aura.forward.v1\0").digest()
+
+
+def check_envelope(data: bytes) -> None:
+    """The relay entry points over one input (a DELIVER frame / packed ids)."""
+    ids = bytearray(bytes(32) * (data[:1] == b"\x11"))  # sometimes appended after an id
+    try:
+        want = envelope_id(data)
+    except InvalidValue:
+        for call in (lambda: _receipt.envelope_id(data), lambda: _receipt.add_envelope_id(ids, data)):
+            try:
+                call()
+            except InvalidValue:
+                pass
+            else:
+                raise AssertionError(f"short frame accepted: {data.hex()}")
+        assert len(data) < 33 and len(ids) % 32 == 0
+    else:
+        assert _receipt.envelope_id(data) == want
+        before = len(ids)
+        assert _receipt.add_envelope_id(ids, data) == before // 32 + 1 and ids[before:] == want
+    packed = bytearray(data[:len(data) // 32 * 32])
+    assert _receipt.forward_commitment_packed(packed) == forward_commitment_ref(data[:len(packed)])
+    assert bytes(packed) == b"".join(sorted(packed[i:i + 32] for i in range(0, len(packed), 32)))
+
+
 def check_one(data: bytes) -> None:
+    check_envelope(data)
     if not data:
         return
     flags, buf = data[0], data[1:1 + 200 * MAX_RECEIPTS]
@@ -95,6 +129,8 @@ def seeds() -> list[bytes]:
         b[pos] ^= 0x40
         corpus.append(b"\x01" + bytes(b))
     corpus += [b"\0" + good[:-1], b"\0" + good[200:], b"\0" + good[:200] * 2, b"\0", b"\0" * 201]
+    # DELIVER frames around the 32-byte tail boundary and the 33-byte header
+    corpus += [b"\x11" + good[:32 + n] for n in (0, 1, 31, 32, 33, 64)] + [b"\x11" * 32, b""]
     return corpus
 
 
