@@ -21,7 +21,9 @@ opaque bytes)``.  Every connection goes through two states::
   denials produce no traffic).
 * Each connection has a bounded outbound queue (frames and bytes); a frame for a full queue
   is dropped and counted (anchors: Tailscale DERP 32 frames, iroh-relay 512).  Flood
-  protection is a token bucket per connection, also a counted drop.
+  protection is a token bucket per connection (``rate``, ``burst``), also a counted drop; it
+  is kept in its GCRA form (one "theoretical arrival time" per connection: the same
+  admissions as the bucket, one float compare and add per frame).
 * ``observer`` sees every frame queued for a local destination (after the budget was
   charged): :class:`ReceiptWindows` hooks in there and closes, per (context, destination),
   a window of forwards into one summary that the chain owner signs as ONE receipt
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import inspect
 import hmac
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -275,7 +278,7 @@ class RelayMetrics:
 GAUGES: Final = frozenset({"connections", "authenticated"})
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: its attributes are read on every frame
 class _Conn:
     conn_id: int
     nonce: bytes
@@ -286,8 +289,7 @@ class _Conn:
     queue: collections.deque[bytes] = field(default_factory=collections.deque)
     queued_bytes: int = 0
     enqueued: int = 0                         # frames ever queued (latency sampling)
-    tokens: float = 0.0
-    refilled: float = 0.0
+    tat: float = 0.0                          # GCRA theoretical arrival time (token bucket)
     closing: bool = False
 
 
@@ -309,10 +311,15 @@ class RelayCore:
             rand = random_bytes
         self.config = config or RelayConfig()
         cfg = self.config  # per-frame limits as plain attributes (read on every frame)
-        self._max_frame, self._rate, self._burst = cfg.max_frame, cfg.rate, cfg.burst
+        self._max_frame = cfg.max_frame
+        # token bucket as GCRA: admit at ``now`` iff max(tat, now) - now <= (burst - 1) / rate,
+        # then tat = max(tat, now) + 1 / rate (tokens = burst - (tat - now) * rate)
+        # (plus 1e-6 token of slack: float sums of 1/rate must not drop the burst's last frame)
+        self._inc, self._tau = 1.0 / cfg.rate, (cfg.burst - 1.0 + 1e-6) / cfg.rate
         self._queue_limit, self._queue_bytes = cfg.queue_limit, cfg.queue_bytes
         self.ledger = ledger if ledger is not None else FlowLedger()
         self.metrics = RelayMetrics()
+        self._observe: ForwardObserver | None = None
         self.observer = observer
         self.remote_out: list[tuple[int, bytes, bytes]] = []
         self.last_depth = 0  # queue depth of the connection :meth:`receive` last queued for
@@ -332,6 +339,17 @@ class RelayCore:
             # benchmarks only: the same stack without per-frame guards (context, rate, budget,
             # receipts) -- the ceiling the guarded relay is measured against
             self.receive = self._receive_unguarded  # type: ignore[method-assign]
+
+    @property
+    def observer(self) -> ForwardObserver | None:
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: ForwardObserver | None) -> None:
+        self._observer = observer
+        # called per forward: an instance's bound __call__ skips the generic call slot
+        call = getattr(observer, "__call__", None)
+        self._observe = call if inspect.ismethod(call) else observer
 
     # -- connections ------------------------------------------------------------------------
 
@@ -430,16 +448,14 @@ class RelayCore:
         if len(message) > self._max_frame:
             m.drop_oversize += 1
             return [], None
-        # token bucket (flood protection)
-        tokens = conn.tokens + (now - conn.refilled) * self._rate
-        conn.refilled = now
-        if tokens > self._burst:
-            tokens = self._burst
-        if tokens < 1.0:
-            conn.tokens = tokens
+        # token bucket (flood protection), GCRA form: see __init__
+        tat = conn.tat
+        if tat < now:
+            tat = now
+        elif tat - now > self._tau:  # fewer than one token left
             m.drop_rate_limited += 1
             return [], None
-        conn.tokens = tokens - 1.0
+        conn.tat = tat + self._inc
         ctx = message[1:17]
         account = conn.accounts.get(ctx)
         if account is None:
@@ -479,8 +495,8 @@ class RelayCore:
         self.last_depth = len(dst.queue)
         m.forwarded += 1
         m.forwarded_bytes += len(message) - HEADER_LEN
-        if self.observer is not None:
-            self.observer(ctx, conn.authority, dst_id, frame, now)
+        if self._observe is not None:
+            self._observe(ctx, conn.authority, dst_id, frame, now)
         return [dst.conn_id], None
 
     def _receive_unguarded(self, conn_id: int, message: bytes, now: float) -> tuple[list[int], bytes | None]:
@@ -539,8 +555,8 @@ class RelayCore:
         dst.queued_bytes += len(frame)
         dst.enqueued += 1
         m.delivered_remote += 1
-        if self.observer is not None:
-            self.observer(ctx, frame[17:33], dst_id, frame, now)
+        if self._observe is not None:
+            self._observe(ctx, frame[17:33], dst_id, frame, now)
         return dst.conn_id
 
     def enqueue_control(self, conn_id: int, message: bytes) -> bool:
@@ -613,8 +629,7 @@ class RelayCore:
         self._remote.pop(authority, None)
         conn.authority = authority
         conn.contexts = contexts
-        conn.tokens = self.config.burst
-        conn.refilled = now
+        conn.tat = now  # a full bucket
         for ctx in contexts:
             peer = identity.authority_id
             cid = ContextId(ctx)
@@ -718,12 +733,11 @@ class WindowClose:
 
 
 class _Win:
-    __slots__ = ("start", "ids", "count")  # cost = count * COST_RELAY_FORWARD (one per forward)
+    __slots__ = ("start", "ids")  # cost = len(ids) // 32 * COST_RELAY_FORWARD (one per forward)
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.ids = bytearray()  # packed 32-byte envelope ids, appended by the C
-        self.count = 0
 
 
 class ReceiptWindows:
@@ -743,6 +757,7 @@ class ReceiptWindows:
         # Small windows bound the work of closing one (sorting + hashing its ids: ~0.2 ms at
         # 1,024) and the memory it holds; a busy neighbour gets a receipt per 1,024 forwards.
         self.max_cost = max_cost
+        self._max_ids = -(-max_cost // COST_RELAY_FORWARD)  # forwards that reach max_cost
         self.epoch = epoch
         self._open: dict[tuple[bytes, bytes], _Win] = {}
         self.ready: list[WindowClose] = []  # closed at max_cost, not yet handed out
@@ -753,8 +768,7 @@ class ReceiptWindows:
         if w is None:
             w = self._open[key] = _Win(now)
         # envelope_id(frame), hashed in C straight into the window (this runs per forward)
-        count = w.count = _add_envelope_id(w.ids, frame)
-        if count * COST_RELAY_FORWARD >= self.max_cost:
+        if _add_envelope_id(w.ids, frame) >= self._max_ids:
             self.ready.append(self._close(key))
 
     def take_ready(self) -> list[WindowClose]:
@@ -784,7 +798,7 @@ class ReceiptWindows:
                 break
             w = self._open[k]
             if budget > 0:
-                budget = max(0, budget - w.count)
+                budget = max(0, budget - len(w.ids) // 32)
             out.append(self._close(k))
         return out
 
@@ -793,7 +807,8 @@ class ReceiptWindows:
 
     def _close(self, key: tuple[bytes, bytes]) -> WindowClose:
         w = self._open.pop(key)  # its ids are sorted in place: the window is gone
-        return WindowClose(key[0], key[1], self.epoch, w.count * COST_RELAY_FORWARD, w.count,
+        count = len(w.ids) // 32
+        return WindowClose(key[0], key[1], self.epoch, count * COST_RELAY_FORWARD, count,
                            Hash32(_forward_commitment_packed(w.ids)))
 
 
