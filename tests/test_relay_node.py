@@ -493,3 +493,66 @@ def test_wall_clock_epochs_reset_budgets():
     receipts = [Receipt.from_bytes(r) for r in b.receipts]
     assert sum(r.cost for r in receipts) == 10 and all(b.receipt_checks)
     assert len({r.epoch for r in receipts}) >= 2  # a new chain per epoch
+
+
+async def _lockstep_windows():
+    from aura_core.asyncio.relay import RelayClient, RelayServer
+
+    core = _core()
+    server = await RelayServer(core, windows=ReceiptWindows(window=30.0, max_cost=4),
+                               signer=ReceiptSigner(RELAY_KEY)).start()
+    batches: list[int] = []
+    route = server._route_closes
+    server._route_closes = lambda closes: (batches.append(len(closes)), route(closes))[1]
+    try:
+        a = await RelayClient.connect(server.url, KEYS[0], TOKEN, contexts=[CTX])
+        dsts = [await RelayClient.connect(server.url, k, TOKEN, contexts=[CTX], track_ids=True)
+                for k in KEYS[1:5]]
+        frames = [(d, b"%d-%d" % (j, i)) for i in range(12) for j, d in enumerate(dsts)]
+        for d, p in frames:  # round-robin: the four windows fill in lockstep
+            await a.send(CTX, d.authority, p)
+        got = [[(await asyncio.wait_for(d.recv(), 5))[2] for _ in range(12)] for d in dsts]
+        for d in dsts:  # nothing more but the receipts, which recv() collects
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(d.recv(), 0.3)
+        for c in (a, *dsts):
+            await c.close()
+        return got, dsts, batches
+    finally:
+        await server.close()
+
+
+def test_windows_filling_in_lockstep_each_get_their_receipt_in_chain_order():
+    got, dsts, batches = asyncio.run(_lockstep_windows())
+    assert got == [[b"%d-%d" % (j, i) for i in range(12)] for j in range(4)]
+    # 12 full windows (3 per destination), each signed in its own call, none lost or merged
+    assert batches[:12] == [1] * 12
+    for d in dsts:
+        rs = [Receipt.from_bytes(r) for r in d.receipts]
+        assert [r.cost for r in rs] == [4, 4, 4] and d.receipt_checks == [True] * 3
+        assert [r.nonce for r in rs] == [1, 2, 3] and rs[1].prev == rs[0].hash()
+
+
+async def _deferred_order():
+    from aura_core.asyncio.relay import RelayServer
+    from aura_core.hashing import Hash32
+    from aura_core.relay import WindowClose
+
+    server = RelayServer(_core(), windows=ReceiptWindows(), signer=ReceiptSigner(RELAY_KEY))
+    routed: list[list[bytes]] = []
+    server._route_closes = lambda closes: routed.append([c.dst for c in closes])
+    closes = [WindowClose(bytes(CTX), bytes([i]) * 16, 0, 4, 4, Hash32(bytes(32))) for i in range(4)]
+    server._defer_closes(closes[:3])
+    steps = [list(routed)]
+    for _ in range(2):
+        await asyncio.sleep(0)  # one loop iteration
+        steps.append(list(routed))
+    server._close_windows(closes[3:])  # an immediate close (timer, rotation) drains first
+    return steps, routed
+
+
+def test_deferred_signing_takes_one_window_per_iteration_and_keeps_order():
+    steps, routed = asyncio.run(_deferred_order())
+    d = [bytes([i]) * 16 for i in range(4)]
+    assert steps == [[], [[d[0]]], [[d[0]], [d[1]]]]  # nothing in the read's own iteration
+    assert routed == [[d[0]], [d[1]], [d[2], d[3]]]

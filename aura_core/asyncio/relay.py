@@ -49,6 +49,7 @@ wait for theirs, flush receipt windows, write every queued frame, then close wit
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -336,7 +337,7 @@ class _MeshLink(asyncio.Protocol):
             self._buf += memoryview(data)[off:]
         windows = server.windows
         if windows is not None and windows.ready:  # a window reached max_cost
-            server._close_windows(windows.take_ready())
+            server._defer_closes(windows.take_ready())
         server._flush_wakes()
 
 
@@ -545,6 +546,8 @@ class RelayServer:
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_wake: set[int] = set()
+        self._to_sign: collections.deque[WindowClose] = collections.deque()  # full windows
+        self._sign_scheduled = False
         self._joined: dict[bytes, int] = {}  # authority -> monotonic ns of its newest connection
 
     async def start(self) -> RelayServer:
@@ -709,7 +712,7 @@ class RelayServer:
                     asyncio.get_running_loop().call_later(self.backpressure_wait, self._resume, link)
         windows = self.windows
         if windows is not None and windows.ready:  # a window reached max_cost
-            self._close_windows(windows.take_ready())
+            self._defer_closes(windows.take_ready())
         if reply is not None:
             ws = link.ws
             ws.protocol.send_binary(reply)
@@ -862,13 +865,41 @@ class RelayServer:
         while True:
             await asyncio.sleep(period)
             now = _clock()
-            closes = self.windows.poll(now, max_ids=4096)
+            closes = self.windows.poll(now, max_ids=1024)
             while closes:  # in slices, yielding between them: no long pause for the frames
                 self._close_windows(closes)
                 await asyncio.sleep(0)
-                closes = self.windows.poll(now, max_ids=4096)
+                closes = self.windows.poll(now, max_ids=1024)
+
+    def _defer_closes(self, closes: list[WindowClose]) -> None:
+        """Windows that reached max_cost: signed one per loop iteration, not all in this one.
+
+        Under even load over many destinations the windows fill in lockstep (8 pairs at
+        75k frames/s: 8 windows within one read every ~110 ms); signing them together held
+        that read's frames ~0.7 ms and stacked up into the half-load p99 tail.
+        """
+        self._to_sign.extend(closes)
+        if not self._sign_scheduled:
+            self._sign_scheduled = True
+            asyncio.get_running_loop().call_soon(self._sign_next)
+
+    def _sign_next(self) -> None:
+        self._sign_scheduled = False
+        if self._to_sign:
+            self._route_closes([self._to_sign.popleft()])
+        if self._to_sign:
+            self._sign_scheduled = True
+            asyncio.get_running_loop().call_soon(self._sign_next)
 
     def _close_windows(self, closes: list[WindowClose]) -> None:
+        """Sign now every pending full window, then ``closes`` (chains stay in window order)."""
+        if self._to_sign:
+            closes = [*self._to_sign, *closes]
+            self._to_sign.clear()
+        self._route_closes(closes)
+
+    def _route_closes(self, closes: list[WindowClose]) -> None:
+        """Sign ``closes`` here, or send them to their chain's owner worker."""
         self._flush_remote()  # frames routed before a SIGN leave before it
         for close in closes:
             owner = chain_owner(close.dst, self.workers)
