@@ -278,7 +278,7 @@ class RelayMetrics:
 GAUGES: Final = frozenset({"connections", "authenticated"})
 
 
-@dataclass(eq=False, slots=True)  # slots: its attributes are read on every frame
+@dataclass(eq=False)
 class _Conn:
     conn_id: int
     nonce: bytes
