@@ -65,17 +65,22 @@ def pump(a: JournalStore, b: JournalStore, limits: Limits = Limits()):
     sa = SyncSession(a.view(CTX), "B", initiator=True, limits=limits)
     sb = SyncSession(b.view(CTX), "A", initiator=False, limits=limits)
     sa.start()
-    for _ in range(10_000):
+    exchange(sa, sb, 10_000)
+    return sa, sb
+
+
+def exchange(first: SyncSession, second: SyncSession, rounds: int) -> None:
+    """Move messages both ways until neither side has anything to send (at most ``rounds``)."""
+    for _ in range(rounds):
         moved = False
-        for d in sa.data_to_send():
-            sb.receive(d)
+        for d in first.data_to_send():
+            second.receive(d)
             moved = True
-        for d in sb.data_to_send():
-            sa.receive(d)
+        for d in second.data_to_send():
+            first.receive(d)
             moved = True
         if not moved:
             break
-    return sa, sb
 
 
 # -- two replicas --------------------------------------------------------------------------
@@ -602,16 +607,7 @@ def test_ack_tracked_facts_are_acked_and_recorded(tracked_side_initiates):
         sa = SyncSession(a.view(CTX), "B", initiator=False, peer_id=b"peer-b", now=1234)
         first, second = sb, sa
     first.start()
-    for _ in range(100):
-        moved = False
-        for d in first.data_to_send():
-            second.receive(d)
-            moved = True
-        for d in second.data_to_send():
-            first.receive(d)
-            moved = True
-        if not moved:
-            break
+    exchange(first, second, 100)
     assert sa.done and sb.done and not sa.failed and not sb.failed
     assert a.digest(CTX) == b.digest(CTX)
     for h in hs:  # every ack-tracked fact: acked by B once B had persisted it
