@@ -66,6 +66,24 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
+def _fed(rx: socket.socket, feeder: socket.socket, packets: bytes, receive):
+    """A timed body: empty ``rx``, start a C thread sending ``packets`` to it from ``feeder``,
+    run ``receive()`` meanwhile and return its result."""
+    from aura_core import _punch
+
+    host, port = rx.getsockname()
+
+    def run():
+        _drain(rx)
+        t = threading.Thread(target=_punch._bench_send_many,
+                             args=(feeder.fileno(), host, port, packets, PKT))
+        t.start()
+        n = receive()
+        t.join()
+        return n
+    return run
+
+
 def groups() -> list[Group]:
     from aura_core import _punch
     from aura_core.punch import PunchEngine, punch_key
@@ -114,20 +132,11 @@ def groups() -> list[Group]:
     recv = Group("punch", f"receive+validate {PKT} B", "packets/s",
                  goals={"C recvmmsg": 0.9, "Python recv_into": 1.0})
     rx = _udp()
-    rx_host, rx_port = rx.getsockname()
     feeder = _udp()
     packets = b"".join(_punch.build(my_key, peer, me, i) for i in range(FEED))
 
     def fed(receive):
-        def run() -> int:
-            _drain(rx)
-            t = threading.Thread(target=_punch._bench_send_many,
-                                 args=(feeder.fileno(), rx_host, rx_port, packets, PKT))
-            t.start()
-            n = receive()
-            t.join()
-            return n
-        return run
+        return _fed(rx, feeder, packets, receive)
 
     def ours_recv():
         def receive() -> int:
@@ -300,17 +309,9 @@ def bench_cpu(rounds: int = 30) -> dict:
 
         me, peer, mn, pn = os.urandom(16), os.urandom(16), os.urandom(32), os.urandom(32)
         packets = b"".join(_punch.build(punch_key(mn), peer, me, i) for i in range(FEED))
-        rx_host, rx_port = rx.getsockname()
 
         def fed(receive):
-            def run() -> None:
-                _drain(rx)
-                t = threading.Thread(target=_punch._bench_send_many,
-                                     args=(feeder.fileno(), rx_host, rx_port, packets, PKT))
-                t.start()
-                receive()
-                t.join()
-            return run
+            return _fed(rx, feeder, packets, receive)
 
         def ours_recv() -> None:
             engine = PunchEngine(me, mn, [(peer, pn)], auto_ack=False)
