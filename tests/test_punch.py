@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from aura_core import _punch
 from aura_core.errors import InvalidValue
 from aura_core.hashing import kdf
-from aura_core.punch import (FLAG_ACK, PACKET_LEN, PunchEngine, build_punch, check_punch,
+from aura_core.punch import (PACKET_LEN, PunchEngine, build_punch, check_punch,
                              is_punch, punch_key)
 from aura_core.stun import check_fingerprint, parse_message
 
