@@ -24,8 +24,9 @@
 # record kind, installed when seen twice, keys interned, two per set so a kind with an optional
 # key keeps both) are remembered so repeated records skip key lookups and order checks, and on
 # CPython 3.11 such a map is a copy of the layout's template dict with its values stored in place (no hashing or
-# probing per entry).  Containers stay untracked by the GC until filled, so no Python code run
-# by an allocation (a finalizer, a gc callback) can reach one half built.  The encoder reads a
+# probing per entry).  Containers stay untracked by the GC until filled (on every version and
+# path), so no Python code run by an allocation (a finalizer, a gc callback) can reach one half
+# built.  The encoder reads a
 # str-keyed dict's entry table directly on 3.11 (PyDict_Next elsewhere).
 # All caches are module-level, touched only with the GIL held, and guarded by generation counters
 # where a nested call can replace a slot that an outer level is still using.
@@ -1078,13 +1079,23 @@ cdef int _install_layout(DLayout *lay, object d, Py_ssize_t n) except -1:
     return 0
 
 
+cdef inline int _put(object d, object key, object val) except -1:
+    # PyDict_SetItem, keeping d untracked by the GC while the decoder fills it (SetItem tracks
+    # a dict once it holds a container).  1 if d needs tracking when complete.
+    PyDict_SetItem(d, key, val)
+    if PyObject_GC_IsTracked(d):
+        PyObject_GC_UnTrack(d)
+        return 1
+    return 0
+
+
 cdef object _untemplate(PyObject **slots, Py_ssize_t filled, Py_ssize_t count):
-    # A template copy whose keys stopped matching after `filled` entries: a plain dict with
-    # those entries (the rest are then inserted the ordinary way).
+    # A template copy whose keys stopped matching after `filled` entries: a plain (untracked)
+    # dict with those entries (the rest are then inserted the ordinary way).
     cdef Py_ssize_t j
     cdef object d = aura_dict_presized(count) if count > 5 else PyDict_New()
     for j in range(filled):
-        PyDict_SetItem(d, <object> slots[2 * j], <object> slots[2 * j + 1])
+        _put(d, <object> slots[2 * j], <object> slots[2 * j + 1])
     return d
 
 
@@ -1144,7 +1155,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
             m = lay.klen[i]
             if not (m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m)):
                 # The other way of the set may share the keys so far and have this one.
-                d = _switch_way(&lay, &slots, &track, d, p + kstart, n - kstart, i, count)
+                d = _switch_way(&lay, &slots, d, p + kstart, n - kstart, i, count)
                 gen = lay.gen
                 m = lay.klen[i]
             if m <= n - kstart and aura_dc_eq_short(p + kstart, lay.kenc[i], m):
@@ -1162,13 +1173,13 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
                 else:
                     key = <object> lay.keys[i]
                     val = _dec(p, n, pos, depth + 1)
-                    PyDict_SetItem(d, key, val)
+                    if _put(d, key, val):
+                        track = True
                 continue
             match = False
         if slots != NULL:
-            d = _untemplate(slots, i, count)
+            d = _untemplate(slots, i, count)   # track stays right: the same values
             slots = NULL
-            track = False                   # PyDict_SetItem tracks the new dict as needed
         rc = aura_dc_read_head(p, n, pos, &kmt, &kai, &kl64)
         if rc:
             _head_error(rc, kstart)
@@ -1189,7 +1200,8 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
             <uint64_t> 0x9E3779B97F4A7C15ULL
         pos[0] = at + kl
         val = _dec(p, n, pos, depth + 1)
-        PyDict_SetItem(d, key, val)
+        if _put(d, key, val):
+            track = True
     if track and not PyObject_GC_IsTracked(d):
         PyObject_GC_Track(d)
     if peeked:
@@ -1205,7 +1217,7 @@ cdef object _dec_map_small(const uint8_t *p, size_t n, size_t *pos, int depth, P
     return d
 
 
-cdef object _switch_way(DLayout **layp, PyObject ***slotsp, bint *track, object d,
+cdef object _switch_way(DLayout **layp, PyObject ***slotsp, object d,
                         const uint8_t *k, size_t avail, Py_ssize_t i, Py_ssize_t count):
     # The current way's key i differs from the input; if the set's other way has the same
     # first i keys and this one, continue with it (the values so far move to a copy of its
@@ -1230,8 +1242,7 @@ cdef object _switch_way(DLayout **layp, PyObject ***slotsp, bint *track, object 
     nslots = aura_dict_slots(nd, count)
     if nslots == NULL:
         slotsp[0] = NULL
-        track[0] = False
-        return _untemplate(slots, i, count)
+        return _untemplate(slots, i, count)     # the caller's track stays right: same values
     for j in range(i):              # the values so far move over (track is already right)
         Py_INCREF(<object> slots[2 * j + 1])
         old = nslots[2 * j + 1]
@@ -1298,6 +1309,7 @@ cdef object _dec_more(const uint8_t *p, size_t n, size_t *pos, int depth, size_t
     cdef const uint8_t *prev = NULL
     cdef size_t prevl = 0
     cdef object lst, d, key, val, item
+    cdef bint track = False
     at = pos[0]
     if mt == 5:
         if depth >= AURA_DC_MAX_DEPTH:
@@ -1324,7 +1336,10 @@ cdef object _dec_more(const uint8_t *p, size_t n, size_t *pos, int depth, size_t
             key = _key(p + at, <size_t> kl, at)
             pos[0] = at + <size_t> kl
             val = _dec(p, n, pos, depth + 1)
-            PyDict_SetItem(d, key, val)
+            if _put(d, key, val):
+                track = True
+        if track:
+            PyObject_GC_Track(d)
         return d
     if mt == 4:
         if depth >= AURA_DC_MAX_DEPTH:
