@@ -804,6 +804,21 @@ cdef class DatagramSession(_Session):
         """Seal many payloads in one GIL-free call: (buffer, offsets) with n+1 offsets."""
         return _seal_batch(self, payloads, now, 0)
 
+    cdef object _open_many(self, Py_ssize_t n, const uint8_t **ptrs, size_t *lens, size_t *offs,
+                           size_t total):
+        # The GIL-free part of both batch opens: n datagrams (ptrs, lens; total bytes at most)
+        # into one plaintext buffer, offsets and a status byte each.
+        cdef Py_ssize_t i
+        out = PyBytes_FromStringAndSize(NULL, total)
+        status = PyBytes_FromStringAndSize(NULL, n)
+        cdef uint8_t *obuf = <uint8_t *> _PBS(<PyObject *> out)
+        cdef int8_t *sbuf = <int8_t *> _PBS(<PyObject *> status)
+        self.busy = 1
+        with nogil:
+            noise_dgram_open_batch(&self.s, n, ptrs, lens, obuf, offs, sbuf)
+        self.busy = 0
+        return out, [offs[i] for i in range(n + 1)], status
+
     def open_batch(self, datagrams, now=None):
         """Open many datagrams in one GIL-free call: (buffer, offsets, status).
 
@@ -817,8 +832,6 @@ cdef class DatagramSession(_Session):
         cdef size_t *lens = <size_t *> PyMem_Malloc(max(n, 1) * sizeof(size_t))
         cdef size_t *offs = <size_t *> PyMem_Malloc((n + 1) * sizeof(size_t))
         cdef size_t total = 0
-        cdef uint8_t *obuf
-        cdef int8_t *sbuf
         try:
             if not (views and ptrs and lens and offs):
                 raise MemoryError()
@@ -829,15 +842,7 @@ cdef class DatagramSession(_Session):
                 ptrs[i] = <const uint8_t *> views[i].buf
                 lens[i] = views[i].len
                 total += views[i].len
-            out = PyBytes_FromStringAndSize(NULL, total)
-            status = PyBytes_FromStringAndSize(NULL, n)
-            obuf = <uint8_t *> _PBS(<PyObject *> out)
-            sbuf = <int8_t *> PyBytes_AS_STRING(status)
-            self.busy = 1
-            with nogil:
-                noise_dgram_open_batch(&self.s, n, ptrs, lens, obuf, offs, sbuf)
-            self.busy = 0
-            return out, [offs[i] for i in range(n + 1)], status
+            return self._open_many(n, ptrs, lens, offs, total)
         finally:
             for i in range(got):
                 PyBuffer_Release(&views[i])
@@ -855,8 +860,6 @@ cdef class DatagramSession(_Session):
         cdef size_t *lens
         cdef size_t *offs
         cdef size_t lo, hi, prev = 0
-        cdef uint8_t *obuf
-        cdef int8_t *sbuf
         if n < 0:
             raise InvalidValue("offsets needs at least one entry")
         self._enter(now)
@@ -875,15 +878,7 @@ cdef class DatagramSession(_Session):
                 prev = lo
                 ptrs[i] = <const uint8_t *> d.buf + lo
                 lens[i] = hi - lo
-            out = PyBytes_FromStringAndSize(NULL, d.len)
-            status = PyBytes_FromStringAndSize(NULL, n)
-            obuf = <uint8_t *> _PBS(<PyObject *> out)
-            sbuf = <int8_t *> _PBS(<PyObject *> status)
-            self.busy = 1
-            with nogil:
-                noise_dgram_open_batch(&self.s, n, ptrs, lens, obuf, offs, sbuf)
-            self.busy = 0
-            return out, [offs[i] for i in range(n + 1)], status
+            return self._open_many(n, ptrs, lens, offs, <size_t> d.len)
         finally:
             PyMem_Free(ptrs)
             PyMem_Free(lens)
