@@ -23,11 +23,11 @@
 # ASCII keys and strings come from direct-mapped caches; map layouts (the key sequence of a
 # record kind, installed when seen twice, keys interned, two per set so a kind with an optional
 # key keeps both) are remembered so repeated records skip key lookups and order checks, and on
-# CPython 3.11 such a map is a copy of the layout's template dict with its values stored in place (no hashing or
-# probing per entry).  Containers stay untracked by the GC until filled (on every version and
+# CPython 3.11-3.13 such a map is a copy of the layout's template dict with its values stored
+# in place (no hashing or probing per entry).  Containers stay untracked by the GC until filled (on every version and
 # path), so no Python code run by an allocation (a finalizer, a gc callback) can reach one half
 # built.  The encoder reads a
-# str-keyed dict's entry table directly on 3.11 (PyDict_Next elsewhere).
+# str-keyed dict's entry table directly on 3.11-3.13 (PyDict_Next elsewhere).
 # All caches are module-level, touched only with the GIL held, and guarded by generation counters
 # where a nested call can replace a slot that an outer level is still using.
 
@@ -95,10 +95,11 @@ cdef extern from *:
 cdef extern from *:
     """
     /* The value slots of a fresh PyDict_Copy() of a decoder template (see _dec_map_small):
-       CPython 3.11's combined, str-keyed table (Include/internal/pycore_dict.h), mirrored here.
+       CPython 3.11's combined, str-keyed table (Include/internal/pycore_dict.h), mirrored here;
+       3.12 and 3.13 keep the same layout (3.13's free-threaded build adds a mutex: excluded).
        Entry i is {key, value} at slots[2i], slots[2i + 1].  NULL (callers then insert with
        PyDict_SetItem) on any other version or if the copy is not the expected shape. */
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
     typedef struct {
         Py_ssize_t dk_refcnt;
         uint8_t dk_log2_size;
@@ -942,7 +943,7 @@ cdef int _probe_dict_layout():
     return aura_dict_probe(d, k1, v1, k2, v2)
 
 
-# Whether the CPython 3.11 dict-table fast paths (decoder templates filled in place, encoder
+# Whether the CPython 3.11-3.13 dict-table fast paths (decoder templates filled in place, encoder
 # reading entries) are on: checked once here against a real dict, off on other versions.
 cdef bint _DICT_FAST = _probe_dict_layout()
 

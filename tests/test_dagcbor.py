@@ -635,7 +635,11 @@ def test_mutated_records_decode_like_the_reference_with_layouts_warm():
 
 def test_dict_fast_paths_enabled_exactly_on_the_mirrored_cpython():
     # The decoder's in-place template fill and the encoder's direct entry reads mirror CPython
-    # 3.11's dict table; the import-time probe must enable them there and nowhere else.
+    # 3.11-3.13's dict table (the same there, free-threaded builds aside); the import-time
+    # probe must enable them there and nowhere else.
     import sys
+    import sysconfig
 
-    assert _dagcbor._dict_fast_paths() == (sys.version_info[:2] == (3, 11))
+    mirrored = (3, 11) <= sys.version_info[:2] <= (3, 13) \
+        and not sysconfig.get_config_var("Py_GIL_DISABLED")
+    assert _dagcbor._dict_fast_paths() == mirrored
