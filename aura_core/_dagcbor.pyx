@@ -24,10 +24,10 @@
 # record kind, installed when seen twice, keys interned, two per set so a kind with an optional
 # key keeps both) are remembered so repeated records skip key lookups and order checks, and on
 # CPython 3.11-3.13 such a map is a copy of the layout's template dict with its values stored
-# in place (no hashing or probing per entry).  Containers stay untracked by the GC until filled (on every version and
-# path), so no Python code run by an allocation (a finalizer, a gc callback) can reach one half
-# built.  The encoder reads a
-# str-keyed dict's entry table directly on 3.11-3.13 (PyDict_Next elsewhere).
+# in place (no hashing or probing per entry).  Containers stay untracked by the GC until filled
+# (on every version and path), so no Python code run by an allocation (a finalizer, a gc
+# callback) can reach one half built.  The encoder reads a str-keyed dict's entry table
+# directly on 3.11-3.13 (PyDict_Next elsewhere).
 # All caches are module-level, touched only with the GIL held, and guarded by generation counters
 # where a nested call can replace a slot that an outer level is still using.
 
