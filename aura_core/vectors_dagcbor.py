@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-import sys
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    from importlib.resources.abc import Traversable
-else:  # 3.10: importlib.abc's, deprecated from 3.12 on
-    from importlib.abc import Traversable
 
 from . import errors
 from .cid import CID
